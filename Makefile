@@ -1,0 +1,28 @@
+# Every target bootstraps first: a fresh Debian machine needs nothing but these commands.
+VENV := .venv/bin
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap run test lint bench clean lock
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+run: bootstrap
+	$(VENV)/ephemeral serve
+
+test: bootstrap lint
+	$(VENV)/python -m pytest $(PYTEST_ARGS)
+
+lint: bootstrap
+	$(VENV)/ruff check ephemeral storage workers tests bench
+	$(VENV)/ruff format --check ephemeral storage workers tests bench
+	$(VENV)/mypy
+
+bench: bootstrap
+	$(VENV)/python -m bench
+
+lock:
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

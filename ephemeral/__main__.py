@@ -1,0 +1,7 @@
+"""`python -m ephemeral` is the CLI."""
+
+import sys
+
+from ephemeral.cli import main
+
+sys.exit(main())

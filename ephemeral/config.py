@@ -1,0 +1,245 @@
+"""Settings, parsed once: defaults, then an optional TOML file, then EPHEMERAL_* variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+MiB = 1 << 20
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str | None = None  # None: start a private redis-server under the data dir
+    prefix: str = "eph"
+    # fsync: the server must run appendfsync always; attested: the operator vouches for it;
+    # waitaof: WAITAOF after each redemption (Redis >= 7.2, replicated deployments).
+    durability: Literal["fsync", "waitaof", "attested"] = "fsync"
+    redis_server: str = "redis-server"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    backend: Literal["fs", "s3"] = "fs"
+    fs_root: Path | None = None  # default: <data_dir>/blobs
+    s3_bucket: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_prefix: str = ""
+    s3_allow_unsafe_bucket: bool = False
+    s3_max_workers: int = 8
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt_algorithm: Literal["HS256", "EdDSA", "RS256"] = "HS256"
+    jwt_key: str | None = None  # HS256 secret, or a PEM public key
+    jwt_key_file: Path | None = None  # default in the embedded mode: <data_dir>/jwt.key
+    audience: str = "ephemeral"
+    issuer: str = "ephemeral"
+    leeway: int = 30
+    max_lifetime: int = 3600
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_image_bytes: int = 25 * MiB
+    max_video_bytes: int = 100 * MiB
+    max_audio_bytes: int = 10 * MiB
+    max_image_pixels: int = 64_000_000
+    max_image_side: int = 4096
+    max_recipients: int = 250
+    max_views: int = 2
+    expires_default: int = 1_209_600
+    expires_min: int = 60
+    expires_max: int = 2_592_000
+    replay_window: int = 86_400
+    caption_max: int = 485
+    client_ref_max: int = 255
+    upload_deadline: float = 600.0
+    upload_min_rate: int = 32 * 1024
+    upload_rate_window: float = 30.0
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    idle: int = 60
+    max_floor: int = 600
+    max_duration_factor: int = 4
+    byte_budget_factor: int = 3
+    max_streams: int = 4
+    recheck_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    job_timeout: int = 300
+    max_tries: int = 3
+    concurrency: int = 4
+    sweep_interval: float = 1.0
+    sweep_batch: int = 200
+    keyring_retention: int = 86_400
+    box_memory_bytes: int = 1024 * MiB
+    box_tmpfs_bytes: int = 512 * MiB
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # default: http://host:port
+    viewer_url: str = ""  # default: public_url
+    tenant: str = "default"
+    receipts_ttl: int = 30 * 86_400
+    keyring_dir: Path | None = None  # default: <data_dir>/keyring
+    embedded_worker: bool = True
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def viewer_base_url(self) -> str:
+        return (self.viewer_url or self.base_url).rstrip("/")
+
+    @property
+    def blob_root(self) -> Path:
+        return self.storage.fs_root or self.data_dir / "blobs"
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.keyring_dir or self.data_dir / "keyring"
+
+    @property
+    def jwt_key_path(self) -> Path:
+        return self.auth.jwt_key_file or self.data_dir / "jwt.key"
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value == ""):
+            return None
+        return _coerce(name, options[0], value)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"setting {name}: expected one of {allowed}, got {value!r}")
+        return value
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is Path:
+            return Path(value)
+        if hint is str:
+            if not isinstance(value, str | int | float):
+                raise ValueError(value)
+            return str(value)
+    except (TypeError, ValueError):
+        kind = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"setting {name}: expected {kind}, got {value!r}") from None
+    raise ConfigError(f"setting {name}: unsupported type {hint!r}")
+
+
+def _build(cls: type[Any], prefix: str, toml: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    known = set()
+    for f in dataclasses.fields(cls):
+        known.add(f.name)
+        dotted = f"{prefix}{f.name}"
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            section = toml.get(f.name, {})
+            if not isinstance(section, Mapping):
+                raise ConfigError(f"setting {dotted}: expected a table")
+            values[f.name] = _build(hint, f"{dotted}.", section, env)  # type: ignore[arg-type]
+            continue
+        env_name = "EPHEMERAL_" + dotted.replace(".", "_").upper()
+        if env_name in env:
+            values[f.name] = _coerce(dotted, hint, env[env_name])
+        elif f.name in toml:
+            values[f.name] = _coerce(dotted, hint, toml[f.name])
+    unknown = set(toml) - known
+    if unknown:
+        raise ConfigError(f"unknown setting {prefix}{sorted(unknown)[0]}")
+    return cls(**values)
+
+
+def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    path = path or (Path(env["EPHEMERAL_CONFIG"]) if env.get("EPHEMERAL_CONFIG") else None)
+    toml: dict[str, Any] = {}
+    if path is not None:
+        try:
+            toml = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+    settings: Settings = _build(Settings, "", toml, env)
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    checks: list[tuple[bool, str]] = [
+        (1 <= s.port <= 65535, "port: must be 1..65535"),
+        (1 <= s.limits.max_recipients <= 10_000, "limits.max_recipients: must be 1..10000"),
+        (1 <= s.limits.max_views <= 10, "limits.max_views: must be 1..10"),
+        (
+            1 <= s.limits.expires_min <= s.limits.expires_default <= s.limits.expires_max,
+            "limits.expires_default: must lie in limits.expires_min..limits.expires_max",
+        ),
+        (s.lease.idle >= 1, "lease.idle: must be >= 1"),
+        (s.lease.max_streams >= 1, "lease.max_streams: must be >= 1"),
+        (s.lease.byte_budget_factor >= 1, "lease.byte_budget_factor: must be >= 1"),
+        (s.worker.sweep_interval > 0, "worker.sweep_interval: must be > 0"),
+        (s.receipts_ttl >= 60, "receipts_ttl: must be >= 60"),
+        (
+            s.storage.backend != "s3" or bool(s.storage.s3_bucket),
+            "storage.s3_bucket: required when storage.backend is s3",
+        ),
+        (bool(s.tenant), "tenant: must not be empty"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"setting {message}")
+    if s.auth.jwt_algorithm == "HS256" and s.auth.jwt_key and len(s.auth.jwt_key) < 32:
+        raise ConfigError("setting auth.jwt_key: an HS256 secret needs at least 32 bytes")
+    if not 0 <= s.auth.leeway <= 60:
+        raise ConfigError("setting auth.leeway: must be 0..60 seconds")
+    if not 60 <= s.auth.max_lifetime <= 3600:
+        raise ConfigError("setting auth.max_lifetime: must be 60..3600 seconds")

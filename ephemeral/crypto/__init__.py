@@ -1,0 +1,1 @@
+"""Cryptography: the EMS1 segment format, key derivation and wrapping, the epoch keyring."""

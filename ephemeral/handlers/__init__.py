@@ -1,0 +1,1 @@
+"""HTTP handlers, split by resource."""

@@ -1,0 +1,160 @@
+"""POST /v1/media: the one-step create, streamed from the wire into encrypted storage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from aiohttp import web
+
+from ephemeral import upload
+from ephemeral.auth import Sender
+from ephemeral.crypto import keys as kc
+from ephemeral.errors import ServiceError
+from ephemeral.handlers.common import json_response
+from ephemeral.meta import Meta, parse_meta
+from ephemeral.middleware import problem
+from ephemeral.services import Services
+from ephemeral.state.media import NewMedia, NewRecipient
+from ephemeral.state.records import iso
+from ephemeral.state.views import MEDIA_PREFIX
+from ephemeral.vault import SealedObject, new_object_key
+from ephemeral.web_keys import services
+
+log = logging.getLogger("ephemeral.create")
+
+
+def _precheck(request: web.Request, svc: Services) -> Sender:
+    sender = svc.auth.sender(request)
+    ctype = request.content_type
+    if ctype != "multipart/form-data":
+        raise ServiceError(
+            415, "unsupported-media-type", "send multipart/form-data with a meta and a file part"
+        )
+    length = request.content_length
+    if length is not None and length > upload.max_body(svc.settings.limits):
+        raise upload.too_large(upload.max_body(svc.settings.limits))
+    return sender
+
+
+async def expect(request: web.Request) -> web.StreamResponse | None:
+    """Expect: 100-continue is answered with the error when the headers already fail."""
+    try:
+        _precheck(request, services(request))
+    except ServiceError as exc:
+        return problem(exc, os.urandom(8).hex())
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        return problem(ServiceError(417, "bad-request", "unknown Expect"), os.urandom(8).hex())
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the main response has not started yet
+    return None
+
+
+async def create(request: web.Request) -> web.Response:
+    svc = services(request)
+    sender = _precheck(request, svc)
+    limits = svc.settings.limits
+    guard = upload.RateGuard(limits)
+    reader = await request.multipart()
+    meta = parse_meta(await upload.read_meta(reader, guard), limits, sender.id)
+    part = await upload.find_file(reader, guard)
+    incoming = await upload.open_file(part, limits, guard)
+
+    media_id = MEDIA_PREFIX + kc.random_id(16)
+    dek = kc.new_dek()
+    object_key = new_object_key(media_id)
+    await svc.media.reserve_object(media_id, object_key, limits.upload_deadline + 60)
+    try:
+        sealed = await svc.vault.seal(object_key, dek, incoming.chunks())
+        await upload.expect_end(reader)
+        body = await _record(svc, sender, meta, media_id, dek, incoming.sniffed.kind, sealed)
+    except BaseException:
+        await asyncio.shield(_discard(svc, media_id, object_key))
+        raise
+    await svc.jobs.normalise(media_id)
+    return json_response(
+        body,
+        status=202,
+        headers={"Location": f"/v1/media/{media_id}", "Cache-Control": "no-store"},
+    )
+
+
+async def _discard(svc: Services, media_id: str, object_key: str) -> None:
+    """Bad input leaves nothing behind: the blob, its reservation and the live-set entry."""
+    try:
+        await svc.store.delete(object_key)
+        await svc.media.release_object(media_id, object_key)
+        await svc.media.unschedule(media_id)
+    except Exception as exc:  # the sweeper finishes the job from the reservation
+        log.warning("discarding an upload failed: %s", type(exc).__name__)
+
+
+async def _record(
+    svc: Services,
+    sender: Sender,
+    meta: Meta,
+    media_id: str,
+    dek: bytes,
+    kind: str,
+    sealed: SealedObject,
+) -> dict[str, Any]:
+    """Wrap the DEK per recipient and for the worker, then create the record and indexes."""
+    epoch, kek = svc.keyring.current()
+    recipients: list[NewRecipient] = []
+    links: list[dict[str, str]] = []
+    for rid in meta.recipients:
+        lookup, secret = kc.new_token()
+        wrapped = kc.wrap(
+            kc.recipient_wrap_key(secret, media_id, rid), dek, kc.recipient_context(media_id, rid)
+        )
+        recipients.append(
+            NewRecipient(rid, kc.token_verifier(secret, lookup), kc.b64(wrapped), lookup)
+        )
+        token = kc.format_token(lookup, secret)
+        links.append(
+            {
+                "id": rid,
+                "token": token,
+                "url": f"{svc.settings.viewer_base_url}/v/{lookup}#{kc.b64(secret)}",
+            }
+        )
+    caption = ""
+    if meta.caption:
+        caption = kc.b64(kc.wrap(dek, meta.caption.encode(), f"caption\x00{media_id}"))
+    worker = svc.settings.worker
+    created = await svc.media.create(
+        NewMedia(
+            id=media_id,
+            tenant=sender.tenant,
+            sender=sender.id,
+            state="processing",
+            kind=kind,
+            views=meta.views,
+            expires_in=meta.expires_in,
+            replay_window=meta.replay_window,
+            caption=caption,
+            capture=meta.capture,
+            client_ref=meta.client_ref,
+            recipient_auth=meta.recipient_auth,
+            orig=sealed.key,
+            orig_hdr=sealed.header,
+            orig_size=sealed.size,
+            kek=kc.b64(kc.wrap(kek, dek, kc.kek_context(media_id, epoch))),
+            epoch=epoch,
+            recipients=recipients,
+        ),
+        processing_ms=(worker.max_tries * worker.job_timeout + 60) * 1000,
+    )
+    return {
+        "id": media_id,
+        "state": "processing",
+        "kind": kind,
+        "views": meta.views,
+        "client_ref": meta.client_ref or None,
+        "created_at": iso(created.created_ms),
+        "expires_at": iso(created.expires_ms),
+        "recipients": links,
+    }

@@ -1,0 +1,117 @@
+"""The sender's side of a media: status per member, listing, unsend, revoke one member."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiohttp import web
+
+from ephemeral.auth import Sender
+from ephemeral.errors import ServiceError, not_found
+from ephemeral.handlers.common import json_response
+from ephemeral.services import Services
+from ephemeral.state.media import MediaRecord
+from ephemeral.state.records import STATUSES, render_media, render_recipient
+from ephemeral.web_keys import services
+
+
+async def _owned(
+    svc: Services, sender: Sender, media_id: str, cursor: str | None = None, recipients: bool = True
+) -> MediaRecord:
+    """A media that is not the caller's is a 404, never a 403: existence is not disclosed."""
+    record = await svc.media.get(media_id, cursor=cursor, with_recipients=recipients)
+    if record is None or record.owner != (sender.tenant, sender.id):
+        raise not_found("no such media")
+    return record
+
+
+def _etag(record: MediaRecord, variant: str) -> str:
+    tag = hashlib.sha256(f"{record.media.get('ver', '0')}|{variant}".encode()).hexdigest()[:20]
+    return f'"{tag}"'
+
+
+def _conditional(request: web.Request, body: dict[str, Any], etag: str) -> web.Response:
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return web.Response(status=304, headers=headers)
+    return json_response(body, headers=headers)
+
+
+async def status(request: web.Request) -> web.Response:
+    svc = services(request)
+    sender = svc.auth.sender(request)
+    with_list = request.query.get("recipients") != "none"
+    record = await _owned(svc, sender, request.match_info["media_id"], recipients=with_list)
+    body = render_media(record.id, record.media)
+    if with_list:
+        body["recipients"] = [render_recipient(rid, r) for rid, r in record.recipients]
+        body["recipients_next_cursor"] = record.next_cursor
+    return _conditional(request, body, _etag(record, request.query_string))
+
+
+async def recipients(request: web.Request) -> web.Response:
+    svc = services(request)
+    sender = svc.auth.sender(request)
+    wanted = request.query.get("status")
+    if wanted is not None and wanted not in STATUSES:
+        raise ServiceError(
+            422,
+            "invalid-field",
+            "unknown status filter",
+            errors=[{"pointer": "/status", "code": "invalid-field", "detail": "unknown status"}],
+        )
+    record = await _owned(
+        svc, sender, request.match_info["media_id"], cursor=request.query.get("cursor")
+    )
+    rows = [render_recipient(rid, r) for rid, r in record.recipients]
+    if wanted:
+        rows = [row for row in rows if row["status"] == wanted]
+    body = {"recipients": rows, "next_cursor": record.next_cursor}
+    return _conditional(request, body, _etag(record, request.query_string))
+
+
+async def list_media(request: web.Request) -> web.Response:
+    svc = services(request)
+    sender = svc.auth.sender(request)
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise ServiceError(
+            422,
+            "invalid-field",
+            "limit must be 1..100",
+            errors=[{"pointer": "/limit", "code": "invalid-field", "detail": "limit is 1..100"}],
+        )
+    ids, cursor = await svc.media.list_owned(
+        sender.tenant, sender.id, limit, request.query.get("cursor")
+    )
+    items = []
+    for media_id in ids:
+        record = await svc.media.get(media_id, with_recipients=False)
+        if record is not None:
+            items.append(render_media(media_id, record.media))
+    return json_response({"media": items, "next_cursor": cursor})
+
+
+async def unsend(request: web.Request) -> web.Response:
+    svc = services(request)
+    sender = svc.auth.sender(request)
+    record = await _owned(svc, sender, request.match_info["media_id"], recipients=False)
+    if await svc.media.unsend(record.id):
+        await svc.lifecycle.evaluate(record.id)  # purge now; the sweeper retries on failure
+    return web.Response(status=204)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    svc = services(request)
+    sender = svc.auth.sender(request)
+    record = await _owned(svc, sender, request.match_info["media_id"], recipients=False)
+    purge_due = await svc.media.revoke(record.id, request.match_info["recipient_id"])
+    if purge_due is None:
+        raise not_found("no such recipient")
+    if purge_due:
+        await svc.jobs.purge(record.id)
+    return web.Response(status=204)

@@ -1,0 +1,262 @@
+"""Recipients: peek (consumes nothing), redeem one view (exactly once), keepalive, close."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+
+from ephemeral.crypto import keys as kc
+from ephemeral.durability import confirm
+from ephemeral.errors import ServiceError, not_found, unavailable
+from ephemeral.handlers.common import json_response, read_small_json
+from ephemeral.handlers.lease import lease_cookie_name, read_lease
+from ephemeral.services import Services
+from ephemeral.state.records import iso
+from ephemeral.state.views import VIEW_PREFIX, Redeemed, view_media_id
+from ephemeral.web_keys import services
+
+BODY_LIMIT = 1024
+REDEEM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+GONE = {
+    "already-viewed": "this link has already been viewed",
+    "expired": "this link has expired",
+    "revoked": "the sender unsent this media",
+    "media-failed": "this media could not be processed",
+}
+
+
+class Opened:
+    """A verified token: which media and recipient it opens, and its secret."""
+
+    def __init__(self, media_id: str, recipient: str, secret: bytes, lookup: str) -> None:
+        self.media_id = media_id
+        self.recipient = recipient
+        self.secret = secret
+        self.verifier = kc.token_verifier(secret, lookup)
+
+
+async def _verify_token(svc: Services, body: dict[str, Any]) -> tuple[Opened, str]:
+    """The secret is checked before any state is read: unknown and wrong both get one 404."""
+    token = body.get("token")
+    parsed = kc.parse_token(token) if isinstance(token, str) else None
+    if parsed is None:
+        raise not_found("unknown or invalid link")
+    lookup, secret = parsed
+    found = await svc.views.resolve(lookup)
+    if found is None:
+        raise not_found("unknown or invalid link")
+    opened = Opened(found[0], found[1], secret, lookup)
+    stored_verifier, wrapped = await svc.views.credentials(opened.media_id, opened.recipient)
+    if not stored_verifier or not kc.constant_time_equal(stored_verifier, opened.verifier):
+        raise not_found("unknown or invalid link")
+    return opened, wrapped
+
+
+def _refusal(outcome: str, extra: dict[str, Any] | None = None) -> ServiceError:
+    if outcome == "not-found":
+        return not_found("unknown or invalid link")
+    if outcome == "forbidden":
+        return ServiceError(403, "forbidden", "this link belongs to another recipient")
+    if outcome == "unauthorized":
+        return ServiceError(
+            401,
+            "unauthorized",
+            "this media must be opened in the app, signed in as its recipient",
+            headers={"WWW-Authenticate": 'Bearer realm="ephemeral"'},
+        )
+    if outcome == "media-processing":
+        return ServiceError(
+            409, "media-processing", "the media is still processing", headers={"Retry-After": "2"}
+        )
+    if outcome in GONE:
+        return ServiceError(410, outcome, GONE[outcome], extra=extra)
+    return ServiceError(410, "expired", "this link can no longer be viewed")
+
+
+async def peek(request: web.Request) -> web.Response:
+    svc = services(request)
+    body = await read_small_json(request, BODY_LIMIT)
+    opened, _ = await _verify_token(svc, body)
+    subject = svc.auth.optional_subject(request)
+    result = await svc.views.peek(opened.media_id, opened.recipient, opened.verifier, subject)
+    if result[0] != "ok":
+        raise _refusal(result[0])
+    _, state, kind, views_left, duration, expires_in, recipient_auth = result
+    return json_response(
+        {
+            "state": state,
+            "kind": kind or None,
+            "views_left": int(views_left),
+            "duration": float(duration) if duration else None,
+            "expires_in": int(expires_in) if expires_in else None,
+            "recipient_auth": recipient_auth,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _redeem_args(body: dict[str, Any]) -> tuple[str, str]:
+    redeem_id = body.get("redeem_id", "")
+    if redeem_id and (not isinstance(redeem_id, str) or not REDEEM_ID_RE.match(redeem_id)):
+        raise ServiceError(
+            422,
+            "invalid-field",
+            "redeem_id is 22-64 base64url characters",
+            errors=[
+                {
+                    "pointer": "/redeem_id",
+                    "code": "invalid-field",
+                    "detail": "redeem_id is 22-64 base64url characters",
+                }
+            ],
+        )
+    device = body.get("device", "")
+    if device and (not isinstance(device, str) or len(device) > 64):
+        raise ServiceError(
+            422,
+            "invalid-field",
+            "device is a label of at most 64 characters",
+            errors=[
+                {
+                    "pointer": "/device",
+                    "code": "invalid-field",
+                    "detail": "device is at most 64 characters",
+                }
+            ],
+        )
+    return redeem_id or "", device or ""
+
+
+async def redeem(request: web.Request) -> web.Response:
+    svc = services(request)
+    body = await read_small_json(request, BODY_LIMIT)
+    redeem_id, device = _redeem_args(body)
+    opened, wrapped = await _verify_token(svc, body)
+    subject = svc.auth.optional_subject(request)
+    mid, rid = opened.media_id, opened.recipient
+    view_id = VIEW_PREFIX + mid[2:] + kc.random_id(16)
+    lease = kc.lease_secret(opened.secret, view_id)
+    lease_wrapped = ""
+    if wrapped:
+        dek = kc.unwrap(
+            kc.recipient_wrap_key(opened.secret, mid, rid),
+            kc.unb64(wrapped),
+            kc.recipient_context(mid, rid),
+        )
+        lease_wrapped = kc.b64(
+            kc.wrap(kc.lease_wrap_key(lease, view_id), dek, kc.lease_context(view_id))
+        )
+    result = await svc.views.redeem(
+        mid,
+        rid,
+        opened.verifier,
+        subject,
+        view_id,
+        kc.lease_verifier(lease, view_id),
+        lease_wrapped,
+        redeem_id,
+        device,
+    )
+    if result.outcome == "ok":
+        if not await confirm(svc.redis, svc.settings.redis.durability):
+            raise unavailable("the redemption could not be confirmed durable; no lease given")
+        return await _granted(request, svc, mid, result, lease, status=201)
+    if result.outcome == "replayed":
+        lease = kc.lease_secret(opened.secret, result.view_id)
+        return await _granted(request, svc, mid, result, lease, status=200)
+    extra = {"opened_at": iso(result.opened_at)} if result.opened_at else None
+    raise _refusal(result.outcome, extra)
+
+
+async def _granted(
+    request: web.Request, svc: Services, mid: str, result: Redeemed, lease: str, status: int
+) -> web.Response:
+    view_id = result.view_id
+    lease_row = await svc.views.lease_state(mid, view_id)
+    media = dict(
+        zip(
+            ("kind", "mime", "size", "width", "height", "duration", "caption", "capture"),
+            await svc.views.media_fields(
+                mid, "kind", "mime", "size", "width", "height", "duration", "caption", "capture"
+            ),
+            strict=True,
+        )
+    )
+    caption = ""
+    if media["caption"] and lease_row.get("wk"):
+        dek = kc.unwrap(
+            kc.lease_wrap_key(lease, view_id), kc.unb64(lease_row["wk"]), kc.lease_context(view_id)
+        )
+        caption = kc.unwrap(dek, kc.unb64(media["caption"]), f"caption\x00{mid}").decode()
+    now_ms = int(time.time() * 1000)
+    max_left = max(0, int(lease_row.get("max_until", "0")) - now_ms) // 1000
+    views_left = result.views_left
+    if status == 200:
+        row = await svc.redis.hget(svc.keys.recipient(mid, lease_row.get("rid", "")), "vl")
+        views_left = int(row or 0)
+    settings = svc.settings
+    response = json_response(
+        {
+            "view_id": view_id,
+            "content_url": f"{settings.viewer_base_url}/v1/views/{view_id}/content",
+            "lease": lease,
+            "kind": media["kind"],
+            "mime": media["mime"],
+            "size": int(media["size"] or 0),
+            "width": int(media["width"] or 0) or None,
+            "height": int(media["height"] or 0) or None,
+            "duration": float(media["duration"]) if media["duration"] else None,
+            "caption": caption or None,
+            "capture": media["capture"] or "notify",
+            "views_left": views_left,
+            "lease_idle": settings.lease.idle,
+            "lease_expires_in": max_left,
+        },
+        status=status,
+        headers={"Cache-Control": "no-store"},
+    )
+    response.set_cookie(
+        lease_cookie_name(view_id),
+        lease,
+        path=f"/v1/views/{view_id}",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+        max_age=max_left,
+    )
+    return response
+
+
+def _lease_target(request: web.Request) -> tuple[str, str, str]:
+    view_id = request.match_info["view_id"]
+    media_id = view_media_id(view_id)
+    lease = read_lease(request, view_id)
+    if media_id is None or lease is None:
+        raise not_found("unknown view")
+    return media_id, view_id, kc.lease_verifier(lease, view_id)
+
+
+async def keepalive(request: web.Request) -> web.Response:
+    svc = services(request)
+    media_id, view_id, verifier = _lease_target(request)
+    result = await svc.views.touch(media_id, view_id, verifier)
+    if result[0] != "ok":
+        raise ServiceError(410, "lease-ended", "the lease has ended")
+    return json_response(
+        {"lease_idle": int(result[1]) // 1000, "lease_expires_in": int(result[2]) // 1000},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def close(request: web.Request) -> web.Response:
+    svc = services(request)
+    media_id, view_id, verifier = _lease_target(request)
+    purge_due = await svc.views.end(media_id, view_id, verifier)
+    if purge_due:
+        await svc.jobs.purge(media_id)
+    response = web.Response(status=204)
+    response.del_cookie(lease_cookie_name(view_id), path=f"/v1/views/{view_id}")
+    return response

@@ -1,0 +1,107 @@
+"""Purge, derived from state: evaluate a media's deadlines, then destroy keys and blobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ephemeral.state.media import MediaRepo
+from storage.base import StorageError, Store
+
+log = logging.getLogger("ephemeral.lifecycle")
+RETRY_LATER_MS = 5_000
+
+
+class Lifecycle:
+    def __init__(self, media: MediaRepo, store: Store, receipts_ttl: int) -> None:
+        self.media = media
+        self.store = store
+        self.receipts_ttl = receipts_ttl
+        self.keys = media.keys
+        self.scripts = media.scripts
+
+    async def evaluate(self, media_id: str) -> str:
+        """Apply due deadlines and purge when due. Idempotent; safe to run from anywhere."""
+        k = self.keys
+        result = await self.scripts.run(
+            "evaluate",
+            [
+                k.media(media_id),
+                k.recipients(media_id),
+                k.timers(media_id),
+                k.outbox(media_id),
+                k.objects(media_id),
+            ],
+            [k.recipient_prefix(media_id), k.lease_prefix(media_id)],
+        )
+        if result[0] == "gone":
+            await self._delete_orphans(media_id)
+            return "gone"
+        if result[0] == "stuck":
+            await self.fail(media_id, "processing-failed", "processing did not finish in time")
+            return "failed"
+        await self.media.schedule(media_id, result[2], result[3])
+        if result[1] == "1":
+            await self.purge(media_id)
+            return "purged"
+        return "ok"
+
+    async def fail(self, media_id: str, code: str, detail: str) -> bool:
+        k = self.keys
+        result = await self.scripts.run(
+            "mark_failed",
+            [k.media(media_id), k.recipients(media_id), k.timers(media_id), k.outbox(media_id)],
+            [k.recipient_prefix(media_id), k.lease_prefix(media_id), code, detail],
+        )
+        if result[0] != "ok":
+            return False
+        await self.purge(media_id)
+        return True
+
+    async def purge(self, media_id: str) -> bool:
+        """Keys are destroyed first (at once); blobs are deleted until storage confirms."""
+        k = self.keys
+        objects = await self.scripts.run(
+            "purge_begin",
+            [k.media(media_id), k.recipients(media_id), k.timers(media_id), k.objects(media_id)],
+            [k.recipient_prefix(media_id), k.lease_prefix(media_id)],
+        )
+        if not await self._delete_objects(media_id, [o for o in objects if o]):
+            return False
+        result = await self.scripts.run(
+            "purge_finish",
+            [
+                k.media(media_id),
+                k.recipients(media_id),
+                k.timers(media_id),
+                k.outbox(media_id),
+                k.objects(media_id),
+            ],
+            [k.recipient_prefix(media_id), self.receipts_ttl * 1000],
+        )
+        if result[0] == "ok":
+            await self.media.schedule(media_id, "", result[2])
+        return True
+
+    async def _delete_objects(self, media_id: str, objects: list[str]) -> bool:
+        for object_key in objects:
+            for attempt in range(3):
+                try:
+                    await self.store.delete(object_key)
+                    break
+                except StorageError as exc:
+                    log.warning("blob delete failed (attempt %d): %s", attempt + 1, exc)
+                    await asyncio.sleep(0.2 * (attempt + 1))
+            else:
+                # Storage is down: the sweeper comes back to this media shortly.
+                await self.media.retry_later(media_id, int(time.time() * 1000) + RETRY_LATER_MS)
+                return False
+            await self.media.release_object(media_id, object_key)
+        return True
+
+    async def _delete_orphans(self, media_id: str) -> None:
+        """A crash between storing a blob and creating its record leaves only the objects set."""
+        objects = await self.media.redis.smembers(self.keys.objects(media_id))
+        if await self._delete_objects(media_id, sorted(objects)):
+            await self.media.unschedule(media_id)

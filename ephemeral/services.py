@@ -1,0 +1,97 @@
+"""The service graph, built once per process from Settings and torn down in reverse."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+
+from ephemeral.auth import Authenticator, load_key
+from ephemeral.config import Settings
+from ephemeral.crypto.keyring import Keyring
+from ephemeral.durability import check_durability
+from ephemeral.jobs import Jobs, arq_pool
+from ephemeral.lifecycle import Lifecycle
+from ephemeral.state.keys import Keys
+from ephemeral.state.media import MediaRepo
+from ephemeral.state.scripts import Scripts
+from ephemeral.state.views import ViewRepo
+from ephemeral.vault import Vault
+from storage.base import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: Redis
+    keys: Keys
+    scripts: Scripts
+    media: MediaRepo
+    views: ViewRepo
+    vault: Vault
+    store: Store
+    lifecycle: Lifecycle
+    keyring: Keyring
+    auth: Authenticator
+    jobs: Jobs
+    arq: ArqRedis
+
+
+async def open_store(settings: Settings) -> Store:
+    if settings.storage.backend == "s3":
+        from storage.s3 import S3Store
+
+        s = settings.storage
+        return await S3Store.open(
+            bucket=s.s3_bucket,
+            endpoint_url=s.s3_endpoint_url,
+            region=s.s3_region,
+            access_key=s.s3_access_key,
+            secret_key=s.s3_secret_key,
+            prefix=s.s3_prefix,
+            max_workers=s.s3_max_workers,
+            allow_unsafe_bucket=s.s3_allow_unsafe_bucket,
+        )
+    from storage.fs import FsStore
+
+    return FsStore(settings.blob_root)
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncIterator[Services]:
+    url = settings.redis.url
+    if not url:
+        raise RuntimeError("redis.url must be set (the CLI starts the embedded server)")
+    redis = Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    arq = arq_pool(url, Keys(settings.redis.prefix).queue())
+    store: Store | None = None
+    try:
+        await check_durability(redis, settings.redis.durability)
+        store = await open_store(settings)
+        keys = Keys(settings.redis.prefix)
+        scripts = Scripts(redis)
+        lease_max = settings.lease.max_floor  # upper bound for photos; video scales at redeem
+        media = MediaRepo(redis, scripts, keys, lease_max, settings.receipts_ttl)
+        yield Services(
+            settings=settings,
+            redis=redis,
+            keys=keys,
+            scripts=scripts,
+            media=media,
+            views=ViewRepo(redis, scripts, keys, media, settings.lease),
+            vault=Vault(store),
+            store=store,
+            lifecycle=Lifecycle(media, store, settings.receipts_ttl),
+            keyring=Keyring(settings.keyring_path, settings.worker.keyring_retention),
+            auth=Authenticator(settings, load_key(settings, generate=embedded)),
+            jobs=Jobs(arq, keys.queue()),
+            arq=arq,
+        )
+    finally:
+        if store is not None:
+            await store.close()
+        await arq.aclose()
+        await redis.aclose()

@@ -1,0 +1,1 @@
+"""Redis state: key names, Lua scripts and the repositories built on them."""

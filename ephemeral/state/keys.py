@@ -1,0 +1,70 @@
+"""Every Redis key the service uses, in one place, under one prefix.
+
+Keys of one media share the hash tag {m:<id>} so each per-media script runs in one slot of a
+Redis Cluster; view ids embed the media id so lease calls find that slot too.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+LIVE_SHARDS = 16
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def tag(self, media_id: str) -> str:
+        return f"{self.prefix}:{{m:{media_id}}}"
+
+    def media(self, media_id: str) -> str:
+        return f"{self.tag(media_id)}:media"
+
+    def recipients(self, media_id: str) -> str:
+        return f"{self.tag(media_id)}:rcpts"
+
+    def timers(self, media_id: str) -> str:
+        return f"{self.tag(media_id)}:timers"
+
+    def outbox(self, media_id: str) -> str:
+        return f"{self.tag(media_id)}:outbox"
+
+    def objects(self, media_id: str) -> str:
+        """Every blob ever written for the media; recorded before the write, so purge finds it."""
+        return f"{self.tag(media_id)}:objects"
+
+    def recipient_prefix(self, media_id: str) -> str:
+        return f"{self.tag(media_id)}:r:"
+
+    def recipient(self, media_id: str, recipient: str) -> str:
+        return self.recipient_prefix(media_id) + recipient
+
+    def lease_prefix(self, media_id: str) -> str:
+        return f"{self.tag(media_id)}:l:"
+
+    def lease(self, media_id: str, view_id: str) -> str:
+        return self.lease_prefix(media_id) + view_id
+
+    def streams(self, media_id: str, view_id: str) -> str:
+        return self.lease(media_id, view_id) + ":streams"
+
+    # -- cross-media indexes: written as ordered, idempotent steps, never inside a script ----
+
+    def lookup(self, lookup: str) -> str:
+        return f"{self.prefix}:lookup:{lookup}"
+
+    def owner_media(self, tenant: str, sender: str) -> str:
+        return f"{self.prefix}:owner:{tenant}:{sender}:media"
+
+    def live_shard(self, media_id: str) -> int:
+        return zlib.crc32(media_id.encode()) % LIVE_SHARDS
+
+    def live_due(self, shard: int) -> str:
+        return f"{self.prefix}:{{live:{shard}}}:due"
+
+    def live_versions(self, shard: int) -> str:
+        return f"{self.prefix}:{{live:{shard}}}:ver"
+
+    def queue(self) -> str:
+        return f"{self.prefix}:queue"

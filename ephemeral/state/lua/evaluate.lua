@@ -1,0 +1,42 @@
+-- Re-evaluate a media's due deadlines (the sweeper and purge jobs). KEYS: media, rcpts,
+-- timers, outbox, objects. ARGV: rprefix, lprefix.
+-- Returns {'gone'} when the record no longer exists, else {'ok', purge_due, due, ver}.
+local mkey, rcpts, timers, outbox, objects = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local rprefix, lprefix = ARGV[1], ARGV[2]
+if redis.call('EXISTS', mkey) == 0 then return {'gone'} end
+local now = now_ms()
+local state = redis.call('HGET', mkey, 'state')
+local hard_due = false
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now)) do
+  local kind, arg = string.match(member, '^(%a+):?(.*)$')
+  redis.call('ZREM', timers, member)
+  if kind == 'ls' then
+    local lkey = lprefix .. arg
+    if lease_live(lkey, now) then
+      redis.call('ZADD', timers, num(redis.call('HGET', lkey, 'idle_until')), member)
+    else
+      local rid = redis.call('HGET', lkey, 'rid')
+      if rid then
+        local rkey = rprefix .. rid
+        end_lease(mkey, rkey, timers, lprefix, arg)
+        maybe_done(mkey, rkey, lprefix, now)
+      end
+    end
+  elseif kind == 'rp' then
+    settle(mkey, rprefix .. arg, arg, outbox, timers, lprefix, now)
+  elseif kind == 'exp' then
+    for _, rid in ipairs(redis.call('LRANGE', rcpts, 0, -1)) do
+      settle(mkey, rprefix .. rid, rid, outbox, timers, lprefix, now)
+    end
+  elseif kind == 'proc' then
+    if state == 'processing' or state == 'awaiting_upload' then
+      return {'stuck'}
+    end
+  elseif kind == 'hard' then
+    hard_due = true
+  end
+end
+local purge_due = all_done(mkey) or hard_due
+if state == 'purged' or redis.call('HGET', mkey, 'purged_at') then purge_due = false end
+local due = schedule(mkey, timers)
+return {'ok', purge_due and '1' or '0', due[1], due[2]}

@@ -1,0 +1,21 @@
+-- Destroy every key of a media now, and list its blobs for deletion. KEYS: media, rcpts,
+-- timers, objects. ARGV: rprefix, lprefix.
+local mkey, rcpts, timers, objects = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local rprefix, lprefix = ARGV[1], ARGV[2]
+if redis.call('EXISTS', mkey) == 0 then return {} end
+local now = now_ms()
+for _, rid in ipairs(redis.call('LRANGE', rcpts, 0, -1)) do
+  local rkey = rprefix .. rid
+  local lease = redis.call('HGET', rkey, 'lease')
+  end_lease(mkey, rkey, timers, lprefix, lease)
+  if num(redis.call('HGET', rkey, 'vl')) > 0 then redis.call('HSET', rkey, 'vl', '0') end
+  redis.call('HDEL', rkey, 'wk')
+  if redis.call('HGET', rkey, 'done') ~= '1' then
+    redis.call('HSET', rkey, 'done', '1')
+    redis.call('HINCRBY', mkey, 'done', 1)
+  end
+end
+redis.call('HDEL', mkey, 'kek', 'epoch', 'caption')
+redis.call('HSET', mkey, 'purging', '1')
+bump(mkey)
+return redis.call('SMEMBERS', objects)

@@ -1,0 +1,44 @@
+"""Loads the Lua scripts (each prefixed with the shared helpers) and runs them by name."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+NAMES = (
+    "create",
+    "peek",
+    "redeem",
+    "lease_open",
+    "lease_touch",
+    "lease_end",
+    "evaluate",
+    "unsend",
+    "revoke",
+    "mark_ready",
+    "mark_failed",
+    "purge_begin",
+    "purge_finish",
+    "live_set",
+)
+
+
+def source(name: str) -> str:
+    lua = resources.files("ephemeral.state") / "lua"
+    return (lua / "_prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+class Scripts:
+    """EVALSHA with a transparent reload (redis-py's Script) for every script in NAMES."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(source(name)) for name in NAMES
+        }
+
+    async def run(self, name: str, keys: list[str], args: list[Any]) -> list[str]:
+        result = await self._scripts[name](keys=keys, args=args)
+        return list(result) if isinstance(result, list) else [result]

@@ -1,0 +1,1 @@
+"""Background work: normalising media, purging, the deadline sweeper."""

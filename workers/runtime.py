@@ -1,0 +1,70 @@
+"""Running the worker: standalone (`ephemeral worker`) or inside `ephemeral serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from arq.worker import Worker, func
+
+from ephemeral.config import Settings
+from ephemeral.jobs import NORMALISE, PURGE, arq_pool, deserialize, serialize
+from ephemeral.media.box import cleanup_stale_job_dirs
+from ephemeral.services import Services, open_services
+from workers import jobs
+from workers.sweeper import run_sweeper
+
+log = logging.getLogger("workers")
+
+
+def build_worker(svc: Services) -> Worker:
+    """The worker owns its own pool: arq closes it on shutdown."""
+    w = svc.settings.worker
+    url = svc.settings.redis.url or ""
+    pool = arq_pool(url, svc.keys.queue())
+    return Worker(
+        functions=[
+            func(jobs.normalise, name=NORMALISE, max_tries=w.max_tries, timeout=w.job_timeout),
+            func(jobs.purge, name=PURGE, max_tries=w.max_tries, timeout=60),
+        ],
+        queue_name=svc.keys.queue(),
+        redis_pool=pool,
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        ctx={"services": svc},
+        max_jobs=w.concurrency,
+        keep_result=0,
+        handle_signals=False,
+        poll_delay=0.2,
+        job_timeout=w.job_timeout,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(svc: Services) -> AsyncIterator[None]:
+    """The arq worker and the sweeper as tasks on the current loop, stopped on exit."""
+    cleanup_stale_job_dirs()
+    worker = build_worker(svc)
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(worker.async_run(), name="arq-worker"),
+        asyncio.create_task(run_sweeper(svc, stop), name="sweeper"),
+    ]
+    try:
+        yield
+    finally:
+        stop.set()
+        await worker.close()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def run_standalone(settings: Settings, stop: asyncio.Event) -> None:
+    async with open_services(settings) as svc, running_worker(svc):
+        log.info("worker running")
+        await stop.wait()
