@@ -61,14 +61,27 @@ class Lifecycle:
 
     async def purge(self, media_id: str) -> bool:
         """Keys are destroyed first (at once); blobs are deleted until storage confirms."""
+        objects = await self.begin_purge(media_id)
+        return await self.finish_purge(media_id, objects)
+
+    async def begin_purge(self, media_id: str) -> list[str]:
+        # Ordered steps across slots: bring the sweeper back soon *before* destroying keys,
+        # so a crash anywhere after this still ends in a finished purge.
+        await self.media.retry_later(media_id, int(time.time() * 1000) + RETRY_LATER_MS)
         k = self.keys
-        objects = await self.scripts.run(
+        begun = await self.scripts.run(
             "purge_begin",
             [k.media(media_id), k.recipients(media_id), k.timers(media_id), k.objects(media_id)],
-            [k.recipient_prefix(media_id), k.lease_prefix(media_id)],
+            [k.recipient_prefix(media_id), k.lease_prefix(media_id), RETRY_LATER_MS],
         )
-        if not await self._delete_objects(media_id, [o for o in objects if o]):
+        if begun[0] != "" or begun[1] != "":
+            await self.media.schedule(media_id, begun[0], begun[1])
+        return [o for o in begun[2:] if o]
+
+    async def finish_purge(self, media_id: str, objects: list[str]) -> bool:
+        if not await self._delete_objects(media_id, objects):
             return False
+        k = self.keys
         result = await self.scripts.run(
             "purge_finish",
             [

@@ -62,7 +62,14 @@ end
 
 local function end_lease(mkey, rkey, timers, lprefix, view_id)
   if view_id == nil or view_id == '' then return end
-  redis.call('DEL', lprefix .. view_id, lprefix .. view_id .. ':streams')
+  -- A tombstone (no key, idle_until 0) lives on until the lease's TTL, so a late request
+  -- learns the lease ended (410) rather than that it never existed (404).
+  local lkey = lprefix .. view_id
+  if redis.call('EXISTS', lkey) == 1 then
+    redis.call('HDEL', lkey, 'wk')
+    redis.call('HSET', lkey, 'idle_until', '0', 'ended', '1')
+  end
+  redis.call('DEL', lkey .. ':streams')
   redis.call('ZREM', timers, 'ls:' .. view_id)
   if redis.call('HGET', rkey, 'lease') == view_id then
     redis.call('HSET', rkey, 'lease', '')

@@ -32,7 +32,7 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now)) do
     if state == 'processing' or state == 'awaiting_upload' then
       return {'stuck'}
     end
-  elseif kind == 'hard' then
+  elseif kind == 'hard' or kind == 'purge' then
     hard_due = true
   end
 end

@@ -1,8 +1,9 @@
 -- Destroy every key of a media now, and list its blobs for deletion. KEYS: media, rcpts,
--- timers, objects. ARGV: rprefix, lprefix.
+-- timers, objects. ARGV: rprefix, lprefix, retry_ms.
+-- Returns {due, ver, object...}: a 'purge' timer brings the sweeper back if we crash now.
 local mkey, rcpts, timers, objects = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local rprefix, lprefix = ARGV[1], ARGV[2]
-if redis.call('EXISTS', mkey) == 0 then return {} end
+local rprefix, lprefix, retry_ms = ARGV[1], ARGV[2], num(ARGV[3])
+if redis.call('EXISTS', mkey) == 0 then return {'', ''} end
 local now = now_ms()
 for _, rid in ipairs(redis.call('LRANGE', rcpts, 0, -1)) do
   local rkey = rprefix .. rid
@@ -17,5 +18,8 @@ for _, rid in ipairs(redis.call('LRANGE', rcpts, 0, -1)) do
 end
 redis.call('HDEL', mkey, 'kek', 'epoch', 'caption')
 redis.call('HSET', mkey, 'purging', '1')
-bump(mkey)
-return redis.call('SMEMBERS', objects)
+redis.call('ZADD', timers, now + retry_ms, 'purge')
+local due = schedule(mkey, timers)
+local out = {due[1], due[2]}
+for _, o in ipairs(redis.call('SMEMBERS', objects)) do table.insert(out, o) end
+return out
