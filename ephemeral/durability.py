@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from ephemeral.config import ConfigError
+from ephemeral.state import typed
 
 
 async def check_durability(redis: Redis, mode: str) -> None:
@@ -31,5 +32,5 @@ async def confirm(redis: Redis, mode: str) -> bool:
     script itself already came after the fsync."""
     if mode != "waitaof":
         return True
-    local, _replicas = await redis.execute_command("WAITAOF", 1, 1, 1000)
+    local, _replicas = await typed.command(redis, "WAITAOF", 1, 1, 1000)
     return bool(int(local) >= 1)

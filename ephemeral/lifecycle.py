@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from ephemeral.state import typed
 from ephemeral.state.media import MediaRepo
 from storage.base import StorageError, Store
 
@@ -115,6 +116,6 @@ class Lifecycle:
 
     async def _delete_orphans(self, media_id: str) -> None:
         """A crash between storing a blob and creating its record leaves only the objects set."""
-        objects = await self.media.redis.smembers(self.keys.objects(media_id))
+        objects = await typed.smembers(self.media.redis, self.keys.objects(media_id))
         if await self._delete_objects(media_id, sorted(objects)):
             await self.media.unschedule(media_id)

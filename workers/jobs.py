@@ -6,14 +6,15 @@ import logging
 from typing import Any
 
 from arq import Retry
-from ephemeral.media.photo import PhotoLimits, normalise_photo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ephemeral.crypto import keys as kc
 from ephemeral.crypto.ems1 import CorruptObject
 from ephemeral.media.errors import MediaRejected
+from ephemeral.media.photo import PhotoLimits, normalise_photo
 from ephemeral.services import Services
+from ephemeral.state import typed
 from ephemeral.vault import new_object_key
 from storage.base import StorageError
 
@@ -39,7 +40,7 @@ async def normalise(ctx: dict[str, Any], media_id: str) -> str:
 
 
 async def _normalise(svc: Services, media_id: str) -> str:
-    record = await svc.redis.hgetall(svc.keys.media(media_id))
+    record = await typed.hgetall(svc.redis, svc.keys.media(media_id))
     if record.get("state") != "processing":
         return "skipped"  # done already, unsent, failed or purged: nothing to do
     kek = svc.keyring.get(int(record.get("epoch") or -1))

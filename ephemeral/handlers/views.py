@@ -14,6 +14,7 @@ from ephemeral.errors import ServiceError, not_found, unavailable
 from ephemeral.handlers.common import json_response, read_small_json
 from ephemeral.handlers.lease import lease_cookie_name, read_lease
 from ephemeral.services import Services
+from ephemeral.state import typed
 from ephemeral.state.records import iso
 from ephemeral.state.views import VIEW_PREFIX, Redeemed, view_media_id
 from ephemeral.web_keys import services
@@ -195,7 +196,7 @@ async def _granted(
     max_left = max(0, int(lease_row.get("max_until", "0")) - now_ms) // 1000
     views_left = result.views_left
     if status == 200:
-        row = await svc.redis.hget(svc.keys.recipient(mid, lease_row.get("rid", "")), "vl")
+        row = await typed.hget(svc.redis, svc.keys.recipient(mid, lease_row.get("rid", "")), "vl")
         views_left = int(row or 0)
     settings = svc.settings
     response = json_response(

@@ -10,6 +10,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from ephemeral.state import typed
 from ephemeral.state.keys import LIVE_SHARDS, Keys
 from ephemeral.state.scripts import Scripts
 
@@ -96,10 +97,10 @@ class MediaRepo:
         await self.schedule(media_id, int((time.time() + ttl_seconds) * 1000), 0)
 
     async def record_object(self, media_id: str, object_key: str) -> None:
-        await self.redis.sadd(self.keys.objects(media_id), object_key)
+        await typed.sadd(self.redis, self.keys.objects(media_id), object_key)
 
     async def release_object(self, media_id: str, object_key: str) -> None:
-        await self.redis.srem(self.keys.objects(media_id), object_key)
+        await typed.srem(self.redis, self.keys.objects(media_id), object_key)
 
     async def create(self, new: NewMedia, processing_ms: int) -> Created:
         k = self.keys
@@ -166,7 +167,7 @@ class MediaRepo:
     async def get(
         self, media_id: str, cursor: str | None = None, with_recipients: bool = True
     ) -> MediaRecord | None:
-        media = await self.redis.hgetall(self.keys.media(media_id))
+        media = await typed.hgetall(self.redis, self.keys.media(media_id))
         if not media:
             return None
         recipients: list[tuple[str, dict[str, str]]] = []
@@ -176,8 +177,8 @@ class MediaRepo:
             if cursor:
                 decoded = decode_cursor(cursor)
                 start = int(decoded) if decoded and decoded.isdigit() else 0
-            ids = await self.redis.lrange(
-                self.keys.recipients(media_id), start, start + RECIPIENT_PAGE_MAX
+            ids = await typed.lrange(
+                self.redis, self.keys.recipients(media_id), start, start + RECIPIENT_PAGE_MAX
             )
             if len(ids) > RECIPIENT_PAGE_MAX:
                 ids = ids[:RECIPIENT_PAGE_MAX]

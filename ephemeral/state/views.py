@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from ephemeral.config import LeaseSettings
+from ephemeral.state import typed
 from ephemeral.state.keys import Keys
 from ephemeral.state.media import MediaRepo
 from ephemeral.state.scripts import Scripts
@@ -64,12 +65,13 @@ class ViewRepo:
         return media_id, recipient
 
     async def credentials(self, media_id: str, recipient: str) -> tuple[str, str]:
-        vf, wk = await self.redis.hmget(self.keys.recipient(media_id, recipient), ["vf", "wk"])
+        vf, wk = await typed.hmget(
+            self.redis, self.keys.recipient(media_id, recipient), ["vf", "wk"]
+        )
         return vf or "", wk or ""
 
     async def media_fields(self, media_id: str, *fields: str) -> list[str | None]:
-        values: list[str | None] = await self.redis.hmget(self.keys.media(media_id), list(fields))
-        return values
+        return await typed.hmget(self.redis, self.keys.media(media_id), list(fields))
 
     def _keys(self, media_id: str, recipient: str) -> list[str]:
         k = self.keys
@@ -129,7 +131,7 @@ class ViewRepo:
         return Redeemed(outcome)
 
     async def lease_state(self, media_id: str, view_id: str) -> dict[str, str]:
-        return await self.redis.hgetall(self.keys.lease(media_id, view_id))
+        return await typed.hgetall(self.redis, self.keys.lease(media_id, view_id))
 
     async def open_stream(
         self, media_id: str, view_id: str, lease_verifier: str, stream_id: str

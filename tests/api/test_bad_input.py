@@ -58,10 +58,12 @@ async def test_oversize_is_413_and_leaves_nothing(
 
     async def chunked() -> Any:
         boundary = "xyz"
-        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="meta"\r\n'
-               'Content-Type: application/json\r\n\r\n{"recipients": ["bob"]}\r\n'
-               f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
-               "\r\n").encode() + big[:20]
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="meta"\r\n'
+            'Content-Type: application/json\r\n\r\n{"recipients": ["bob"]}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+            "\r\n"
+        ).encode() + big[:20]
         for i in range(20, len(big), 8192):
             yield big[i : i + 8192]
         yield f"\r\n--{boundary}--\r\n".encode()
@@ -125,8 +127,17 @@ async def test_bad_meta_is_422_with_pointers(
     response = await post(client, settings, multipart(meta, jpeg_bytes()))
     body = await problem(response, 422, "invalid-field")
     pointers = {e["pointer"] for e in body["errors"]}
-    assert {"/recipients/1", "/recipients/2", "/recipients/3", "/recipients/4", "/views",
-            "/expires_in", "/caption", "/capture", "/colour"} <= pointers
+    assert {
+        "/recipients/1",
+        "/recipients/2",
+        "/recipients/3",
+        "/recipients/4",
+        "/views",
+        "/expires_in",
+        "/caption",
+        "/capture",
+        "/colour",
+    } <= pointers
     assert "/recipients/5" not in pointers
     empty = await post(client, settings, multipart({"recipients": []}, jpeg_bytes()))
     await problem(empty, 422, "invalid-field")
@@ -135,16 +146,22 @@ async def test_bad_meta_is_422_with_pointers(
 
 def bomb_png(side: int = 30_000) -> bytes:
     """A 30000x30000 greyscale PNG of a few hundred KiB: 900 MP once decoded."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
         )
 
     raw = zlib.compressobj(9)
     row = b"\x00" + b"\x00" * side
     body = b"".join(raw.compress(row) for _ in range(side)) + raw.flush()
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
 
 
 async def test_decompression_bomb_fails_cleanly(

@@ -43,7 +43,7 @@ async def test_group_of_three_views_once_then_purged(
         again = await redeem(client, tokens[rid])
         assert again.status == 410
         assert (await again.json())["code"] == "already-viewed"
-        status = (await (await client.get(f"/v1/media/{media_id}", headers=auth(settings))).json())
+        status = await (await client.get(f"/v1/media/{media_id}", headers=auth(settings))).json()
         row = next(r for r in status["recipients"] if r["id"] == rid)
         assert row["status"] == "opened" and row["opened_at"] and row["views_left"] == 0
         assert status["counts"]["opened"] == index + 1
@@ -56,7 +56,9 @@ async def test_group_of_three_views_once_then_purged(
     assert final["purged_at"]
     keys = Keys(settings.redis.prefix)
     assert await redis.smembers(keys.objects(media_id)) == set()
-    blobs = [p for p in (settings.data_dir / "blobs").rglob("*") if p.is_file() and "tmp" not in p.parts]
+    blobs = [
+        p for p in (settings.data_dir / "blobs").rglob("*") if p.is_file() and "tmp" not in p.parts
+    ]
     assert blobs == []
     for rid in ("bob", "carol", "dave"):
         assert await redis.hget(keys.recipient(media_id, rid), "wk") is None

@@ -18,7 +18,9 @@ from tests.fixtures.core import auth, upload, wait_state
 
 def stored_blobs(settings: Settings) -> list[str]:
     root = settings.data_dir / "blobs"
-    return [str(p) for p in root.rglob("*") if p.is_file() and "tmp" not in p.relative_to(root).parts]
+    return [
+        str(p) for p in root.rglob("*") if p.is_file() and "tmp" not in p.relative_to(root).parts
+    ]
 
 
 async def no_keys_left(redis: Redis, settings: Settings, media_id: str, rids: list[str]) -> None:
@@ -98,12 +100,15 @@ async def test_a_sweeper_restart_mid_purge_still_purges(
     make_client: Any, settings: Settings, redis: Redis
 ) -> None:
     client = await make_client(settings)
-    media_id, tokens = await ready_media(client, settings)
+    media_id, _ = await ready_media(client, settings)
     await client.close()
     # A worker that died after destroying the keys but before deleting the blob.
     async with open_services(settings) as svc:
         objects = await svc.lifecycle.begin_purge(media_id)
-    assert objects and await redis.hget(Keys(settings.redis.prefix).recipient(media_id, "bob"), "wk") is None
+    assert (
+        objects
+        and await redis.hget(Keys(settings.redis.prefix).recipient(media_id, "bob"), "wk") is None
+    )
     assert stored_blobs(settings) != []
     restarted = await make_client(settings)
     body = await wait_state(restarted, settings, media_id, {"purged"}, timeout=15)

@@ -75,13 +75,17 @@ def windows(data: bytes, size: int = 48) -> list[bytes]:
 
 
 async def test_nothing_readable_at_rest_and_metadata_stripped(
-    client: TestClient[Any, Any], settings: Settings, redis: Redis,
+    client: TestClient[Any, Any],
+    settings: Settings,
+    redis: Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     original = gps_photo()
     created = await upload(
-        client, settings, {"recipients": ["bob", "carol"], "caption": CAPTION, "views": 2},
+        client,
+        settings,
+        {"recipients": ["bob", "carol"], "caption": CAPTION, "views": 2},
         original,
     )
     await wait_state(client, settings, created["id"], {"ready"})
@@ -98,8 +102,14 @@ async def test_nothing_readable_at_rest_and_metadata_stripped(
     assert red[0] > 200 and red[1] < 60  # the red corner rotated to the top-right
     assert not shown.getexif() and "icc_profile" not in shown.info
     assert "xmp" not in shown.info and "comment" not in shown.info
-    for needle in (b"PrivacyCam", CAMERA.encode(), XMP_MARKER.encode(), b"GPS", b"Exif",
-                   b"secret comment"):
+    for needle in (
+        b"PrivacyCam",
+        CAMERA.encode(),
+        XMP_MARKER.encode(),
+        b"GPS",
+        b"Exif",
+        b"secret comment",
+    ):
         assert needle not in output
 
     # What sits at rest: only ciphertext, in the blobs and in Redis.
@@ -110,9 +120,11 @@ async def test_nothing_readable_at_rest_and_metadata_stripped(
     state = await every_redis_value(settings.redis.url or "", settings.redis.prefix)
     secrets = [unb64(t.split(".")[1]) for t in tokens.values()]
     needles = (
-        windows(original) + windows(output)
+        windows(original)
+        + windows(output)
         + [CAMERA.encode(), XMP_MARKER.encode(), CAPTION.encode(), view["lease"].encode()]
-        + [t.split(".")[1].encode() for t in tokens.values()] + secrets
+        + [t.split(".")[1].encode() for t in tokens.values()]
+        + secrets
     )
     for needle in needles:
         assert needle not in blobs

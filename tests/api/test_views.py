@@ -114,7 +114,9 @@ async def test_content_ranges_etag_cookie_and_head(
         url, headers={**lease_auth(view), "Range": "bytes=0-1", "If-Range": '"nope"'}
     )
     assert stale.status == 200 and await stale.read() == data
-    fresh = await client.get(url, headers={**lease_auth(view), "Range": "bytes=0-1", "If-Range": etag})
+    fresh = await client.get(
+        url, headers={**lease_auth(view), "Range": "bytes=0-1", "If-Range": etag}
+    )
     assert fresh.status == 206
     outside = await client.get(url, headers={**lease_auth(view), "Range": f"bytes={len(data)}-"})
     await problem(outside, 416, "range-not-satisfiable")
@@ -151,9 +153,7 @@ async def test_idle_lease_ends_and_the_media_is_purged(
 ) -> None:
     import dataclasses
 
-    settings = dataclasses.replace(
-        settings, lease=dataclasses.replace(settings.lease, idle=1)
-    )
+    settings = dataclasses.replace(settings, lease=dataclasses.replace(settings.lease, idle=1))
     client = await make_client(settings)
     media_id, tokens = await ready_media(client, settings)
     view = await redeemed(client, tokens["bob"])
@@ -169,7 +169,9 @@ async def test_sender_jwt_on_recipient_route_is_forbidden_and_consumes_nothing(
     client: TestClient[Any, Any], settings: Settings
 ) -> None:
     media_id, tokens = await ready_media(client, settings)
-    peek = await client.post("/v1/views/peek", json={"token": tokens["bob"]}, headers=auth(settings))
+    peek = await client.post(
+        "/v1/views/peek", json={"token": tokens["bob"]}, headers=auth(settings)
+    )
     await problem(peek, 403, "forbidden")
     response = await redeem_with(client, tokens["bob"], auth(settings))
     await problem(response, 403, "forbidden")
@@ -191,14 +193,21 @@ async def test_account_mode_needs_the_recipients_jwt(
     peek = await client.post("/v1/views/peek", json={"token": tokens["bob"]})
     await problem(peek, 401, "unauthorized")
     await problem(await redeem(client, tokens["bob"]), 401, "unauthorized")
-    await problem(await redeem_with(client, tokens["bob"], auth(settings, "carol")), 403, "forbidden")
+    await problem(
+        await redeem_with(client, tokens["bob"], auth(settings, "carol")), 403, "forbidden"
+    )
     assert (await redeem_with(client, tokens["bob"], auth(settings, "bob"))).status == 201
 
 
 def forge(settings: Settings, **claims: Any) -> str:
     now = int(time.time())
-    base = {"sub": "alice", "aud": settings.auth.audience, "iss": settings.auth.issuer,
-            "iat": now, "exp": now + 600}
+    base = {
+        "sub": "alice",
+        "aud": settings.auth.audience,
+        "iss": settings.auth.issuer,
+        "iat": now,
+        "exp": now + 600,
+    }
     base.update(claims)
     return jwt.encode({k: v for k, v in base.items() if v is not None}, JWT_KEY, algorithm="HS256")
 
@@ -207,9 +216,17 @@ async def test_bad_jwts_are_401_with_a_challenge(
     client: TestClient[Any, Any], settings: Settings
 ) -> None:
     now = int(time.time())
-    unsigned = jwt.encode({"sub": "alice", "aud": settings.auth.audience,
-                           "iss": settings.auth.issuer, "iat": now, "exp": now + 60},
-                          key=None, algorithm="none")
+    unsigned = jwt.encode(
+        {
+            "sub": "alice",
+            "aud": settings.auth.audience,
+            "iss": settings.auth.issuer,
+            "iat": now,
+            "exp": now + 60,
+        },
+        key=None,
+        algorithm="none",
+    )
     cases = {
         "wrong audience": forge(settings, aud="someone-else"),
         "wrong issuer": forge(settings, iss="evil"),
@@ -237,7 +254,9 @@ async def test_unknown_and_malformed_tokens_are_one_404(
     for token in [wrong_secret, "A" * 22 + "." + secret, "garbage", tokens["bob"] + "x"]:
         await problem(await redeem(client, token), 404, "not-found")
         await problem(await client.post("/v1/views/peek", json={"token": token}), 404, "not-found")
-    plain = await client.post("/v1/views", data=b'{"token": "x"}', headers={"Content-Type": "text/plain"})
+    plain = await client.post(
+        "/v1/views", data=b'{"token": "x"}', headers={"Content-Type": "text/plain"}
+    )
     await problem(plain, 415, "unsupported-media-type")
 
 

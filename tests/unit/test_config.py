@@ -38,5 +38,5 @@ def test_bad_values_name_the_setting(env: dict[str, str], named: str) -> None:
 def test_unknown_toml_setting_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[limits]\nmax_recipient = 3\n")
-    with pytest.raises(ConfigError, match="limits.max_recipient"):
+    with pytest.raises(ConfigError, match=r"limits\.max_recipient"):
         load(path, env={})

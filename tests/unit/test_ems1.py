@@ -73,8 +73,14 @@ async def test_any_range_decrypts_alone(size: int, bounds: tuple[float, float], 
         [
             chunk
             async for chunk in ems1.open_range(
-                KEY, sealed[:32], size, start, end, _chunks(run, step),
-                located.first_segment, located.skip,
+                KEY,
+                sealed[:32],
+                size,
+                start,
+                end,
+                _chunks(run, step),
+                located.first_segment,
+                located.skip,
             )
         ]
     )

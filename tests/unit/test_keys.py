@@ -17,8 +17,14 @@ def test_token_shape_and_strict_parsing() -> None:
     token = kc.format_token(lookup, secret)
     assert len(lookup) == 22 and len(token.split(".")[1]) == 43
     assert kc.parse_token(token) == (lookup, secret)
-    for bad in ["", token + "A", token[:-1], token.replace(".", "-"), "a" * 22 + "." + "=" * 43,
-                lookup + "." + "_" * 43]:
+    for bad in [
+        "",
+        token + "A",
+        token[:-1],
+        token.replace(".", "-"),
+        "a" * 22 + "." + "=" * 43,
+        lookup + "." + "_" * 43,
+    ]:
         assert kc.parse_token(bad) is None, bad
 
 

@@ -1,0 +1,46 @@
+"""Every script call stays in one Redis Cluster slot, including keys built from its ARGV."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from ephemeral.config import Settings
+from ephemeral.state.scripts import NAMES, Scripts
+from tests.api.helpers import lease_auth, redeemed
+from tests.api.test_views import ready_media
+from tests.fixtures.core import auth
+
+
+async def test_every_script_call_hashes_to_one_slot(
+    make_client: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, list[str], list[Any]]] = []
+    original = Scripts.run
+
+    async def recording(self: Scripts, name: str, keys: list[str], args: list[Any]) -> list[str]:
+        calls.append((name, list(keys), list(args)))
+        return await original(self, name, keys, args)
+
+    monkeypatch.setattr(Scripts, "run", recording)
+    client = await make_client(settings)
+    media_id, tokens = await ready_media(
+        client, settings, recipients=["bob", "carol", "dan"], views=2
+    )
+    await client.post("/v1/views/peek", json={"token": tokens["bob"]})
+    view = await redeemed(client, tokens["bob"])
+    await client.get(f"/v1/views/{view['view_id']}/content", headers=lease_auth(view))
+    await client.post(f"/v1/views/{view['view_id']}/keepalive", headers=lease_auth(view))
+    await client.delete(f"/v1/views/{view['view_id']}", headers=lease_auth(view))
+    await client.delete(f"/v1/media/{media_id}/recipients/carol", headers=auth(settings))
+    await client.delete(f"/v1/media/{media_id}", headers=auth(settings))
+
+    seen = {name for name, _, _ in calls}
+    assert seen >= set(NAMES) - {"mark_failed"}, set(NAMES) - seen
+    for name, keys, args in calls:
+        slots = {key_slot(k.encode()) for k in keys}
+        derived = [a for a in args if isinstance(a, str) and "{m:" in a]
+        slots |= {key_slot((a + "x").encode()) for a in derived}
+        assert len(slots) == 1, (name, keys, derived)
