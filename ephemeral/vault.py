@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+import contextlib
+
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
 from ephemeral.crypto import ems1
@@ -43,14 +45,17 @@ class Vault:
 
     async def open(
         self, object_key: str, header: str, dek: bytes, size: int, start: int, end: int
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Plaintext bytes [start, end); each segment's tag verifies before any of it is sent."""
         located = ems1.locate(start, end, size)
-        read = self.store.get(object_key, located.cipher_start, located.cipher_end)
-        async for chunk in ems1.open_range(
-            dek, unb64(header), size, start, end, read, located.first_segment, located.skip
-        ):
-            yield chunk
+        # aclosing: a viewer who disconnects frees the file or S3 connection at once.
+        async with contextlib.aclosing(
+            self.store.get(object_key, located.cipher_start, located.cipher_end)
+        ) as read:
+            async for chunk in ems1.open_range(
+                dek, unb64(header), size, start, end, read, located.first_segment, located.skip
+            ):
+                yield chunk
 
     async def read_all(self, object_key: str, header: str, dek: bytes, size: int) -> bytes:
         parts = [chunk async for chunk in self.open(object_key, header, dek, size, 0, size)]

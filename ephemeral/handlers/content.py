@@ -133,16 +133,17 @@ async def _serve(
     dek = kc.unwrap(
         kc.lease_wrap_key(lease, view_id), kc.unb64(grant.wrapped_key), kc.lease_context(view_id)
     )
-    chunks = svc.vault.open(grant.object_key, grant.header, dek, size, start, end)
-    first = await anext(chunks)  # a corrupt or missing object fails before any header goes out
-    await response.prepare(request)
-    watchdog = asyncio.create_task(_watch(svc, media_id, view_id, verifier, stream, request))
-    try:
-        await _write_all(response, stream, first, chunks)
-    finally:
-        watchdog.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watchdog
+    plaintext = svc.vault.open(grant.object_key, grant.header, dek, size, start, end)
+    async with contextlib.aclosing(plaintext) as chunks:
+        first = await anext(chunks)  # a corrupt or missing object fails before any header
+        await response.prepare(request)
+        watchdog = asyncio.create_task(_watch(svc, media_id, view_id, verifier, stream, request))
+        try:
+            await _write_all(response, stream, first, chunks)
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
     return response
 
 
