@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ephemeral.auth import Authenticator, load_key
 from ephemeral.config import ConfigError, Settings, load
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ephemeral: {exc}", file=sys.stderr)
         return 2
+    except RedisConnectionError as exc:
+        print(f"ephemeral: cannot reach Redis: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0

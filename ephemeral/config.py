@@ -105,7 +105,7 @@ class Settings:
     viewer_url: str = ""  # default: public_url
     tenant: str = "default"
     receipts_ttl: int = 30 * 86_400
-    keyring_dir: Path | None = None  # default: <data_dir>/keyring
+    keyring_dir: Path | None = None  # default: <data_dir>.keyring, beside the data dir
     embedded_worker: bool = True
     redis: RedisSettings = field(default_factory=RedisSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -128,7 +128,8 @@ class Settings:
 
     @property
     def keyring_path(self) -> Path:
-        return self.keyring_dir or self.data_dir / "keyring"
+        # Outside the data dir, so a copy of the data dir never carries the keys with it.
+        return self.keyring_dir or self.data_dir.with_name(self.data_dir.name + ".keyring")
 
     @property
     def jwt_key_path(self) -> Path:

@@ -65,6 +65,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
     url = settings.redis.url
     if not url:
         raise RuntimeError("redis.url must be set (the CLI starts the embedded server)")
+    jwt_key = load_key(settings, generate=embedded)  # before connecting: fail fast on config
     redis = Redis.from_url(url, decode_responses=True, health_check_interval=30)
     arq = arq_pool(url, Keys(settings.redis.prefix).queue())
     store: Store | None = None
@@ -86,7 +87,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
             store=store,
             lifecycle=Lifecycle(media, store, settings.receipts_ttl),
             keyring=Keyring(settings.keyring_path, settings.worker.keyring_retention),
-            auth=Authenticator(settings, load_key(settings, generate=embedded)),
+            auth=Authenticator(settings, jwt_key),
             jobs=Jobs(arq, keys.queue()),
             arq=arq,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import json
@@ -17,7 +18,7 @@ from redis.asyncio import Redis
 from ephemeral.config import Settings
 from tests.api.helpers import member, problem
 from tests.api.test_lifecycle import stored_blobs
-from tests.fixtures.core import auth, jpeg_bytes, multipart, upload, wait_state
+from tests.fixtures.core import auth, jpeg_bytes, multipart, sender_token, upload, wait_state
 
 
 async def leftovers(redis: Redis, settings: Settings) -> list[str]:
@@ -187,3 +188,34 @@ async def test_a_truncated_photo_fails_as_invalid_media(
     created = await upload(client, settings, {"recipients": ["bob"]}, image.getvalue()[:200])
     body = await wait_state(client, settings, created["id"], {"failed"})
     assert body["error"]["code"] == "invalid-media"
+
+
+async def test_expect_100_continue_is_answered_with_the_error(
+    make_client: Any, settings: Settings
+) -> None:
+    client = await make_client(settings)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(
+            b"POST /v1/media HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {sender_token(settings)}\r\n".encode()
+            + b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + b"Content-Length: 999999999999\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 413"), head  # no body was ever sent
+    finally:
+        writer.close()
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(
+            b"POST /v1/media HTTP/1.1\r\nHost: x\r\n"
+            + b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + b"Content-Length: 10\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 401") and b"WWW-Authenticate" in head
+    finally:
+        writer.close()

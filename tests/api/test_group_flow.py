@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -63,3 +64,15 @@ async def test_group_of_three_views_once_then_purged(
     for rid in ("bob", "carol", "dave"):
         assert await redis.hget(keys.recipient(media_id, rid), "wk") is None
     assert await redis.hget(keys.media(media_id), "kek") is None
+
+    # Every change was appended to the media's outbox in the same script as the change.
+    events = [fields for _, fields in await redis.xrange(keys.outbox(media_id))]
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "media.ready" and kinds[-1] == "media.purged"
+    assert kinds.count("recipient.delivered") == 3 and kinds.count("recipient.opened") == 3
+    assert [int(e["seq"]) for e in events] == list(range(1, len(events) + 1))
+    opened = [e for e in events if e["type"] == "recipient.opened"]
+    assert [e["recipient"] for e in opened] == ["bob", "carol", "dave"]
+    assert json.loads(opened[-1]["counts"])["opened"] == 3
+    for token in tokens.values():
+        assert not any(token.split(".")[1] in str(e) for e in events)
