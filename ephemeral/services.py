@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from ephemeral.auth import Authenticator, load_key
 from ephemeral.config import Settings
+from ephemeral.crypto.ems1 import READ_CHUNK
 from ephemeral.crypto.keyring import Keyring
 from ephemeral.durability import check_durability
 from ephemeral.jobs import Jobs, arq_pool
@@ -54,10 +55,11 @@ async def open_store(settings: Settings) -> Store:
             prefix=s.s3_prefix,
             max_workers=s.s3_max_workers,
             allow_unsafe_bucket=s.s3_allow_unsafe_bucket,
+            chunk_size=READ_CHUNK,
         )
     from storage.fs import FsStore
 
-    return FsStore(settings.blob_root)
+    return FsStore(settings.blob_root, chunk_size=READ_CHUNK)
 
 
 @contextlib.asynccontextmanager

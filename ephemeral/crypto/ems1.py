@@ -18,6 +18,8 @@ SEGMENT = 1 << SEGMENT_LOG2
 TAG = 16
 HEADER_LEN = 32
 SEALED_SEGMENT = SEGMENT + TAG
+# Storage reads in whole sealed segments (about 1 MiB) never leave a partial one to re-buffer.
+READ_CHUNK = 16 * SEALED_SEGMENT
 
 
 class CorruptObject(Exception):
@@ -90,20 +92,24 @@ class Sealer:
         return self._aad
 
     def update(self, data: bytes) -> bytes:
-        self._buffer += data
         self.plaintext_bytes += len(data)
-        out = bytearray()
-        while len(self._buffer) > SEGMENT:
-            out += self._seal(bytes(self._buffer[:SEGMENT]), last=False)
-            del self._buffer[:SEGMENT]
-        return bytes(out)
+        buffer = self._buffer
+        buffer += data  # one copy into a reused buffer; fresh large allocations page-fault
+        sealed, pos = [], 0
+        with memoryview(buffer) as view:
+            # Strictly more than a segment: the last one waits, it may be the final segment.
+            while len(buffer) - pos > SEGMENT:
+                sealed.append(self._seal(view[pos : pos + SEGMENT], last=False))
+                pos += SEGMENT
+        del buffer[:pos]  # O(1): CPython moves the start of a bytearray
+        return b"".join(sealed)
 
     def finish(self) -> bytes:
         sealed = self._seal(bytes(self._buffer), last=True)
         self._buffer.clear()
         return sealed
 
-    def _seal(self, segment: bytes, last: bool) -> bytes:
+    def _seal(self, segment: bytes | memoryview, last: bool) -> bytes:
         nonce = _nonce(self.header.nonce_prefix, self._index, last)
         self._index += 1
         return self._aead.encrypt(nonce, segment, self._aad)
@@ -163,17 +169,29 @@ class Opener:
         self._buffer = bytearray()
 
     def update(self, data: bytes) -> Iterator[bytes]:
-        self._buffer += data
-        while len(self._buffer) >= SEALED_SEGMENT:
-            yield self._open(bytes(self._buffer[:SEALED_SEGMENT]))
-            del self._buffer[:SEALED_SEGMENT]
+        if not self._buffer:  # the usual case: whole segments, no copy at all
+            view, pos = memoryview(data), 0
+            while len(data) - pos >= SEALED_SEGMENT:
+                yield self._open(view[pos : pos + SEALED_SEGMENT])
+                pos += SEALED_SEGMENT
+            self._buffer += view[pos:]
+            return
+        buffer = self._buffer
+        buffer += data
+        opened, pos = [], 0
+        with memoryview(buffer) as view:
+            while len(buffer) - pos >= SEALED_SEGMENT:
+                opened.append(self._open(view[pos : pos + SEALED_SEGMENT]))
+                pos += SEALED_SEGMENT
+        del buffer[:pos]
+        yield from opened
 
     def finish(self) -> Iterator[bytes]:
         if self._buffer:
             yield self._open(bytes(self._buffer))
             self._buffer.clear()
 
-    def _open(self, sealed: bytes) -> bytes:
+    def _open(self, sealed: bytes | memoryview) -> bytes:
         last = self._index == self._last_index
         nonce = _nonce(self._header.nonce_prefix, self._index, last)
         self._index += 1
@@ -202,21 +220,20 @@ async def open_range(
         if skip:
             plain = plain[skip:]
             skip = 0
-        plain = plain[:remaining]
+        if len(plain) > remaining:  # slicing copies: only when the range ends inside
+            plain = plain[:remaining]
         remaining -= len(plain)
         return plain
 
     async for chunk in read:
-        for plain in opener.update(chunk):
-            out = trim(plain)
-            if out:
-                yield out
-            if remaining <= 0:
-                return
-    for plain in opener.finish():
-        out = trim(plain)
+        out = b"".join(trim(plain) for plain in opener.update(chunk))
         if out:
             yield out
+        if remaining <= 0:
+            return
+    out = b"".join(trim(plain) for plain in opener.finish())
+    if out:
+        yield out
     if remaining > 0:
         raise CorruptObject("object shorter than its recorded size")
 

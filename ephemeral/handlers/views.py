@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from typing import Any
@@ -140,7 +141,7 @@ async def redeem(request: web.Request) -> web.Response:
     mid, rid = opened.media_id, opened.recipient
     view_id = VIEW_PREFIX + mid[2:] + kc.random_id(16)
     lease = kc.lease_secret(opened.secret, view_id)
-    lease_wrapped = ""
+    lease_wrapped, dek = "", b""
     if wrapped:
         dek = kc.unwrap(
             kc.recipient_wrap_key(opened.secret, mid, rid),
@@ -164,7 +165,7 @@ async def redeem(request: web.Request) -> web.Response:
     if result.outcome == "ok":
         if not await confirm(svc.redis, svc.settings.redis.durability):
             raise unavailable("the redemption could not be confirmed durable; no lease given")
-        return await _granted(request, svc, mid, result, lease, status=201)
+        return await _granted(request, svc, mid, dataclasses.replace(result, dek=dek), lease, 201)
     if result.outcome == "replayed":
         lease = kc.lease_secret(opened.secret, result.view_id)
         return await _granted(request, svc, mid, result, lease, status=200)
@@ -176,29 +177,22 @@ async def _granted(
     request: web.Request, svc: Services, mid: str, result: Redeemed, lease: str, status: int
 ) -> web.Response:
     view_id = result.view_id
-    lease_row = await svc.views.lease_state(mid, view_id)
-    media = dict(
-        zip(
-            ("kind", "mime", "size", "width", "height", "duration", "caption", "capture"),
-            await svc.views.media_fields(
-                mid, "kind", "mime", "size", "width", "height", "duration", "caption", "capture"
-            ),
-            strict=True,
-        )
-    )
-    caption = ""
-    if media["caption"] and lease_row.get("wk"):
-        dek = kc.unwrap(
-            kc.lease_wrap_key(lease, view_id), kc.unb64(lease_row["wk"]), kc.lease_context(view_id)
-        )
-        caption = kc.unwrap(dek, kc.unb64(media["caption"]), f"caption\x00{mid}").decode()
-    now_ms = int(time.time() * 1000)
-    max_left = max(0, int(lease_row.get("max_until", "0")) - now_ms) // 1000
-    views_left = result.views_left
-    if status == 200:
+    settings = svc.settings
+    lease_key = kc.lease_wrap_key(lease, view_id)
+    if status == 201:  # fresh: the script returned everything the viewer needs
+        media, views_left, max_left = result.shown, result.views_left, result.lease_max_ms // 1000
+        wrapped = ""
+    else:  # a retried redeem: read the live lease back
+        lease_row = await svc.views.lease_state(mid, view_id)
+        media = await svc.views.shown(mid)
         row = await typed.hget(svc.redis, svc.keys.recipient(mid, lease_row.get("rid", "")), "vl")
         views_left = int(row or 0)
-    settings = svc.settings
+        max_left = max(0, int(lease_row.get("max_until", "0")) - int(time.time() * 1000)) // 1000
+        wrapped = lease_row.get("wk", "")
+    caption = ""
+    if media["caption"]:
+        dek = result.dek or kc.unwrap(lease_key, kc.unb64(wrapped), kc.lease_context(view_id))
+        caption = kc.unwrap(dek, kc.unb64(media["caption"]), f"caption\x00{mid}").decode()
     response = json_response(
         {
             "view_id": view_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -34,6 +34,11 @@ class Redeemed:
     views_left: int = 0
     lease_max_ms: int = 0
     opened_at: str = ""
+    shown: dict[str, str] = field(default_factory=dict)  # what the viewer needs to show it
+    dek: bytes = b""  # set by the handler, which unwrapped it; never stored
+
+
+SHOWN = ("kind", "mime", "size", "width", "height", "duration", "caption", "capture")
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,9 @@ class ViewRepo:
         )
         return vf or "", wk or ""
 
-    async def media_fields(self, media_id: str, *fields: str) -> list[str | None]:
-        return await typed.hmget(self.redis, self.keys.media(media_id), list(fields))
+    async def shown(self, media_id: str) -> dict[str, str]:
+        values = await typed.hmget(self.redis, self.keys.media(media_id), list(SHOWN))
+        return {name: value or "" for name, value in zip(SHOWN, values, strict=True)}
 
     def _keys(self, media_id: str, recipient: str) -> list[str]:
         k = self.keys
@@ -123,7 +129,8 @@ class ViewRepo:
         outcome = result[0]
         if outcome == "ok":
             await self.media.schedule(media_id, result[4], result[5])
-            return Redeemed("ok", result[1], int(result[2]), int(result[3]))
+            shown = dict(zip(SHOWN, result[6:14], strict=True))
+            return Redeemed("ok", result[1], int(result[2]), int(result[3]), shown=shown)
         if outcome == "replayed":
             return Redeemed("replayed", result[1])
         if outcome == "already-viewed":

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from ephemeral.config import Settings
+from ephemeral.state import typed
 from tests.api.helpers import member, problem
 from tests.api.test_lifecycle import stored_blobs
 from tests.fixtures.core import auth, jpeg_bytes, multipart, sender_token, upload, wait_state
@@ -34,7 +35,7 @@ async def leftovers(redis: Redis, settings: Settings) -> list[str]:
         kind = await redis.type(key)
         if kind == "zset" and await redis.zcard(key) == 0:
             continue
-        if kind == "hash" and await redis.hlen(key) == 0:
+        if kind == "hash" and not await typed.hgetall(redis, key):
             continue
         real.append(key)
     return real

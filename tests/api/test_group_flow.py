@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from ephemeral.config import Settings
+from ephemeral.state import typed
 from ephemeral.state.keys import Keys
 from tests.fixtures.core import auth, upload, wait_state
 
@@ -56,14 +57,14 @@ async def test_group_of_three_views_once_then_purged(
     final = await wait_state(client, settings, media_id, {"purged"})
     assert final["purged_at"]
     keys = Keys(settings.redis.prefix)
-    assert await redis.smembers(keys.objects(media_id)) == set()
+    assert await typed.smembers(redis, keys.objects(media_id)) == set()
     blobs = [
         p for p in (settings.data_dir / "blobs").rglob("*") if p.is_file() and "tmp" not in p.parts
     ]
     assert blobs == []
     for rid in ("bob", "carol", "dave"):
-        assert await redis.hget(keys.recipient(media_id, rid), "wk") is None
-    assert await redis.hget(keys.media(media_id), "kek") is None
+        assert await typed.hget(redis, keys.recipient(media_id, rid), "wk") is None
+    assert await typed.hget(redis, keys.media(media_id), "kek") is None
 
     # Every change was appended to the media's outbox in the same script as the change.
     events = [fields for _, fields in await redis.xrange(keys.outbox(media_id))]

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from ephemeral.config import Settings
 from ephemeral.services import open_services
+from ephemeral.state import typed
 from ephemeral.state.keys import Keys
 from tests.api.helpers import lease_auth, member, problem, redeem, redeemed, status
 from tests.api.test_views import ready_media
@@ -25,11 +26,11 @@ def stored_blobs(settings: Settings) -> list[str]:
 
 async def no_keys_left(redis: Redis, settings: Settings, media_id: str, rids: list[str]) -> None:
     keys = Keys(settings.redis.prefix)
-    assert await redis.hget(keys.media(media_id), "kek") is None
-    assert await redis.hget(keys.media(media_id), "caption") is None
+    assert await typed.hget(redis, keys.media(media_id), "kek") is None
+    assert await typed.hget(redis, keys.media(media_id), "caption") is None
     for rid in rids:
-        assert await redis.hget(keys.recipient(media_id, rid), "wk") is None
-    assert await redis.smembers(keys.objects(media_id)) == set()
+        assert await typed.hget(redis, keys.recipient(media_id, rid), "wk") is None
+    assert await typed.smembers(redis, keys.objects(media_id)) == set()
 
 
 async def test_unsend_before_anyone_opened(
@@ -107,7 +108,8 @@ async def test_a_sweeper_restart_mid_purge_still_purges(
         objects = await svc.lifecycle.begin_purge(media_id)
     assert (
         objects
-        and await redis.hget(Keys(settings.redis.prefix).recipient(media_id, "bob"), "wk") is None
+        and await typed.hget(redis, Keys(settings.redis.prefix).recipient(media_id, "bob"), "wk")
+        is None
     )
     assert stored_blobs(settings) != []
     restarted = await make_client(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -98,7 +98,7 @@ async def test_nothing_readable_at_rest_and_metadata_stripped(
     # What the recipient sees: upright, and nothing but pixels.
     shown = Image.open(io.BytesIO(output))
     assert shown.format == "JPEG" and shown.size == (80, 120)
-    red = shown.convert("RGB").getpixel((shown.width - 5, 5))
+    red = cast(tuple[int, int, int], shown.convert("RGB").getpixel((shown.width - 5, 5)))
     assert red[0] > 200 and red[1] < 60  # the red corner rotated to the top-right
     assert not shown.getexif() and "icc_profile" not in shown.info
     assert "xmp" not in shown.info and "comment" not in shown.info

@@ -68,4 +68,8 @@ redis.call('ZADD', timers, now + math.min(idle_ms, max_ms), 'ls:' .. view_id)
 redis.call('HSET', rkey, 'lease', view_id, 'lrid', redeem_id)
 emit(mkey, outbox, etype, rid, status, vl, device, now)
 local due = schedule(mkey, timers)
-return {'ok', view_id, tostring(vl), tostring(max_ms), due[1], due[2]}
+local shown = redis.call('HMGET', mkey, 'kind', 'mime', 'size', 'width', 'height', 'duration',
+  'caption', 'capture')
+local out = {'ok', view_id, tostring(vl), tostring(max_ms), due[1], due[2]}
+for i = 1, 8 do out[6 + i] = shown[i] or '' end
+return out

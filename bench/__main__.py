@@ -1,0 +1,102 @@
+"""`make bench`: the core hot paths as ratios against baselines measured in this same run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from bench import flows
+from bench.harness import REPEATS, Figure, file_of, free_port, process, python, repeat
+
+MiB = 1 << 20
+RESULTS = Path(__file__).parent / "results"
+
+
+def aes_gcm_mb_s() -> float:
+    aead, nonce, segment = AESGCM(os.urandom(32)), os.urandom(12), os.urandom(64 * 1024)
+    started, total = time.perf_counter(), 0
+    while total < 256 * MiB:
+        aead.encrypt(nonce, segment, None)
+        total += len(segment)
+    return total / MiB / (time.perf_counter() - started)
+
+
+def raw_copy_mb_s(source: Path, target: Path) -> float:
+    started = time.perf_counter()
+    shutil.copyfile(source, target)
+    with target.open("rb") as handle:
+        os.fsync(handle.fileno())
+    return source.stat().st_size / MiB / (time.perf_counter() - started)
+
+
+def ratio(ours: Figure, base: Figure) -> float:
+    return ours.median / base.median if base.median else 0.0
+
+
+def main() -> None:
+    size = int(os.environ.get("BENCH_PHOTO_MIB", "20")) * MiB
+    with tempfile.TemporaryDirectory(prefix="ephb-", dir="/tmp") as tmp:
+        work = Path(tmp)
+        (work / "files").mkdir()
+        plain = file_of(work / "files" / "plain.bin", size)
+        photo = work / "photo.jpg"
+        photo.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + plain.read_bytes()[12:])
+        figures: dict[str, Figure] = {}
+        figures["aes_gcm"] = repeat("AES-256-GCM, one core", "MB/s", aes_gcm_mb_s)
+        figures["raw_copy"] = repeat(
+            f"raw file copy + fsync, {size // MiB} MiB",
+            "MB/s",
+            lambda: raw_copy_mb_s(plain, work / "copy.bin"),
+        )
+        base_port = free_port()
+        baseline = [python(), "-m", "bench.baselines", str(work / "files"), str(base_port)]
+        with process(baseline, dict(os.environ), f"http://127.0.0.1:{base_port}/healthz"):
+            base_url = f"http://127.0.0.1:{base_port}"
+            figures.update(asyncio.run(flows.run_all(work, plain, photo, base_url)))
+    report(figures, size)
+
+
+def report(figures: dict[str, Figure], size: int) -> None:
+    rows = [
+        ("upload ingest (multipart, encrypted, stored)", "upload", "baseline_upload", 0.7),
+        ("upload ingest vs raw file copy", "upload", "raw_copy", None),
+        ("view: redeem + decrypt + stream", "view", "baseline_view", 0.8),
+        ("view vs raw file copy", "view", "raw_copy", None),
+        ("redeem rate, one API process", "redeem_rate", "baseline_redeem_rate", 0.5),
+    ]
+    lines = [
+        f"# ephemeral bench ({platform.machine()}, {os.cpu_count()} cores, "
+        f"{REPEATS} runs each, {size // MiB} MiB photo)",
+        "",
+        "| path | ours | baseline | ratio | target |",
+        "|---|---|---|---|---|",
+    ]
+    for label, ours, base, target in rows:
+        o, b = figures[ours], figures[base]
+        lines.append(
+            f"| {label} | {o.median:.1f} {o.unit} (±{o.spread:.0%}) | {b.median:.1f} {b.unit} "
+            f"({b.name}) | {ratio(o, b):.2f}x | {'>= ' + str(target) + 'x' if target else '-'} |"
+        )
+    lines += ["", "Physical limits in this run:", ""]
+    for key in ("aes_gcm", "raw_copy", "raw_redis_script"):
+        if key in figures:
+            f = figures[key]
+            lines.append(f"- {f.name}: {f.median:.1f} {f.unit} (±{f.spread:.0%})")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
+    payload: dict[str, Any] = {k: {"name": f.name, **f.as_dict()} for k, f in figures.items()}
+    (RESULTS / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

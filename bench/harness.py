@@ -1,0 +1,115 @@
+"""Repeats, medians and spreads; servers started on loopback and stopped afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        return (max(self.samples) - min(self.samples)) / self.median if self.median else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            "median": self.median,
+            "spread": self.spread,
+            "samples": self.samples,
+        }
+
+
+def repeat(name: str, unit: str, once: Callable[[], float], repeats: int = REPEATS) -> Figure:
+    once()  # warm-up, not counted
+    figure = Figure(name, unit)
+    for _ in range(repeats):
+        figure.samples.append(once())
+    return figure
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+@contextlib.contextmanager
+def process(argv: list[str], env: dict[str, str], health: str | None) -> Iterator[None]:
+    proc = subprocess.Popen(
+        argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        if health:
+            wait_http(health)
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def curl_seconds(args: list[str]) -> float:
+    """Total transfer time as curl measures it: the same external client for us and baselines."""
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{time_total} %{http_code}", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if not out[1].startswith("2"):
+        raise RuntimeError(f"curl got HTTP {out[1]} for {args[-1]}")
+    return float(out[0])
+
+
+def python() -> str:
+    return sys.executable
+
+
+def file_of(path: Path, size: int) -> Path:
+    if not path.exists() or path.stat().st_size != size:
+        with path.open("wb") as handle:
+            remaining = size
+            while remaining:
+                chunk = os.urandom(min(remaining, 1 << 20))
+                handle.write(chunk)
+                remaining -= len(chunk)
+    return path

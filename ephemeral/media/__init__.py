@@ -1,0 +1,1 @@
+"""Media checks: magic-byte sniffing, the parser sandbox and photo/video normalisation."""
