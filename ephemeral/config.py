@@ -95,6 +95,16 @@ class WorkerSettings:
     box_memory_bytes: int = 1024 * MiB
     box_tmpfs_bytes: int = 512 * MiB
 
+    @property
+    def processing_deadline_ms(self) -> int:
+        """After this, media still processing fails with processing-failed: never stuck."""
+        return (self.max_tries * self.job_timeout + 60) * 1000
+
+    @property
+    def requeue_ms(self) -> int:
+        """How often the sweeper re-enqueues (idempotently) a job that may have been lost."""
+        return self.job_timeout * 1000
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -32,5 +32,5 @@ async def confirm(redis: Redis, mode: str) -> bool:
     script itself already came after the fsync."""
     if mode != "waitaof":
         return True
-    local, _replicas = await typed.command(redis, "WAITAOF", 1, 1, 1000)
-    return bool(int(local) >= 1)
+    local, replicas = await typed.command(redis, "WAITAOF", 1, 1, 1000)
+    return int(local) >= 1 and int(replicas) >= 1

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from ephemeral.jobs import Jobs
 from ephemeral.state import typed
 from ephemeral.state.media import MediaRepo
 from storage.base import StorageError, Store
@@ -15,10 +16,14 @@ RETRY_LATER_MS = 5_000
 
 
 class Lifecycle:
-    def __init__(self, media: MediaRepo, store: Store, receipts_ttl: int) -> None:
+    def __init__(
+        self, media: MediaRepo, store: Store, jobs: Jobs, receipts_ttl: int, requeue_ms: int
+    ) -> None:
         self.media = media
         self.store = store
+        self.jobs = jobs
         self.receipts_ttl = receipts_ttl
+        self.requeue_ms = requeue_ms
         self.keys = media.keys
         self.scripts = media.scripts
 
@@ -34,7 +39,7 @@ class Lifecycle:
                 k.outbox(media_id),
                 k.objects(media_id),
             ],
-            [k.recipient_prefix(media_id), k.lease_prefix(media_id)],
+            [k.recipient_prefix(media_id), k.lease_prefix(media_id), self.requeue_ms],
         )
         if result[0] == "gone":
             await self._delete_orphans(media_id)
@@ -43,6 +48,8 @@ class Lifecycle:
             await self.fail(media_id, "processing-failed", "processing did not finish in time")
             return "failed"
         await self.media.schedule(media_id, result[2], result[3])
+        if result[4] == "1":
+            await self.jobs.normalise(media_id)
         if result[1] == "1":
             await self.purge(media_id)
             return "purged"

@@ -78,6 +78,8 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
         scripts = Scripts(redis)
         lease_max = settings.lease.max_floor  # upper bound for photos; video scales at redeem
         media = MediaRepo(redis, scripts, keys, lease_max, settings.receipts_ttl)
+        jobs = Jobs(arq, keys.queue())
+        requeue_ms = settings.worker.requeue_ms
         yield Services(
             settings=settings,
             redis=redis,
@@ -87,10 +89,10 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
             views=ViewRepo(redis, scripts, keys, media, settings.lease),
             vault=Vault(store),
             store=store,
-            lifecycle=Lifecycle(media, store, settings.receipts_ttl),
+            lifecycle=Lifecycle(media, store, jobs, settings.receipts_ttl, requeue_ms),
             keyring=Keyring(settings.keyring_path, settings.worker.keyring_retention),
             auth=Authenticator(settings, jwt_key),
-            jobs=Jobs(arq, keys.queue()),
+            jobs=jobs,
             arq=arq,
         )
     finally:

@@ -146,7 +146,8 @@ async def _record(
             epoch=epoch,
             recipients=recipients,
         ),
-        processing_ms=(worker.max_tries * worker.job_timeout + 60) * 1000,
+        processing_ms=worker.processing_deadline_ms,
+        requeue_ms=worker.requeue_ms,
     )
     return {
         "id": media_id,

@@ -102,7 +102,7 @@ class MediaRepo:
     async def release_object(self, media_id: str, object_key: str) -> None:
         await typed.srem(self.redis, self.keys.objects(media_id), object_key)
 
-    async def create(self, new: NewMedia, processing_ms: int) -> Created:
+    async def create(self, new: NewMedia, processing_ms: int, requeue_ms: int) -> Created:
         k = self.keys
         spec: dict[str, Any] = asdict(new)
         spec["recipients"] = [{"id": r.id, "vf": r.vf, "wk": r.wk} for r in new.recipients]
@@ -110,6 +110,7 @@ class MediaRepo:
             lease_max=self.lease_max,
             receipts_ttl=self.receipts_ttl,
             processing_ms=processing_ms,
+            requeue_ms=requeue_ms,
         )
         result = await self.scripts.run(
             "create",

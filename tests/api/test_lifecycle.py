@@ -168,3 +168,22 @@ async def test_listing_pages_newest_first_and_etag(
     )
     if (await status(client, settings, ids[0]))["state"] == (await one.json())["state"]:
         assert cached.status in (200, 304)
+
+
+async def test_a_lost_job_is_enqueued_again(make_client: Any, settings: Settings) -> None:
+    """The API died between creating the record and enqueueing: the sweeper notices."""
+    settings = dataclasses.replace(
+        settings, worker=dataclasses.replace(settings.worker, job_timeout=2)
+    )
+    api_only = await make_client(settings, worker=False)
+    created = await upload(api_only, settings, {"recipients": ["bob"]})
+    redis = Redis.from_url(settings.redis.url or "", decode_responses=True)
+    try:
+        async for key in redis.scan_iter(f"{settings.redis.prefix}:queue*"):
+            await redis.delete(key)  # the job is lost: gone from the queue and from arq
+        await redis.delete(f"arq:job:normalise:{created['id']}")
+    finally:
+        await redis.aclose()
+    await api_only.close()
+    client = await make_client(settings)
+    await wait_state(client, settings, created["id"], {"ready"}, timeout=20)

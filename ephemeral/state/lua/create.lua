@@ -23,7 +23,8 @@ for _, r in ipairs(spec.recipients) do
   redis.call('RPUSH', rcpts, r.id)
   redis.call('PEXPIREAT', rkey, hard + spec.receipts_ttl * 1000)
 end
-redis.call('ZADD', timers, expires, 'exp', hard, 'hard', processing_deadline, 'proc')
+redis.call('ZADD', timers, expires, 'exp', hard, 'hard', processing_deadline, 'proc',
+  now + spec.requeue_ms, 'job')
 if spec.orig ~= '' then redis.call('SADD', objects, spec.orig) end
 for _, k in ipairs({mkey, rcpts, timers, objects}) do
   redis.call('PEXPIREAT', k, hard + spec.receipts_ttl * 1000)

@@ -1,12 +1,12 @@
 -- Re-evaluate a media's due deadlines (the sweeper and purge jobs). KEYS: media, rcpts,
--- timers, outbox, objects. ARGV: rprefix, lprefix.
--- Returns {'gone'} when the record no longer exists, else {'ok', purge_due, due, ver}.
+-- timers, outbox, objects. ARGV: rprefix, lprefix, requeue_ms.
+-- Returns {'gone'} when the record no longer exists, else {'ok', purge_due, due, ver, requeue}.
 local mkey, rcpts, timers, outbox, objects = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local rprefix, lprefix = ARGV[1], ARGV[2]
+local rprefix, lprefix, requeue_ms = ARGV[1], ARGV[2], num(ARGV[3])
 if redis.call('EXISTS', mkey) == 0 then return {'gone'} end
 local now = now_ms()
 local state = redis.call('HGET', mkey, 'state')
-local hard_due = false
+local hard_due, requeue = false, false
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now)) do
   local kind, arg = string.match(member, '^(%a+):?(.*)$')
   redis.call('ZREM', timers, member)
@@ -28,6 +28,13 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now)) do
     for _, rid in ipairs(redis.call('LRANGE', rcpts, 0, -1)) do
       settle(mkey, rprefix .. rid, rid, outbox, timers, lprefix, now)
     end
+  elseif kind == 'job' then
+    -- Still processing: the job may have been lost (a crash before the enqueue). Enqueueing
+    -- again is idempotent (one job id per media), so ask for it and look again later.
+    if state == 'processing' then
+      requeue = true
+      redis.call('ZADD', timers, now + requeue_ms, 'job')
+    end
   elseif kind == 'proc' then
     if state == 'processing' or state == 'awaiting_upload' then
       return {'stuck'}
@@ -39,4 +46,4 @@ end
 local purge_due = all_done(mkey) or hard_due
 if state == 'purged' or redis.call('HGET', mkey, 'purged_at') then purge_due = false end
 local due = schedule(mkey, timers)
-return {'ok', purge_due and '1' or '0', due[1], due[2]}
+return {'ok', purge_due and '1' or '0', due[1], due[2], requeue and '1' or '0'}

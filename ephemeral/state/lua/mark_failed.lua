@@ -16,7 +16,7 @@ end
 redis.call('HSET', mkey, 'state', 'failed', 'error', code, 'error_detail', detail,
   'failed_at', tostring(now))
 redis.call('HDEL', mkey, 'kek', 'epoch')
-redis.call('ZREM', timers, 'proc')
+redis.call('ZREM', timers, 'proc', 'job')
 emit(mkey, outbox, 'media.failed', '', 'failed', 0, '', now)
 local due = schedule(mkey, timers)
 return {'ok', due[1], due[2]}

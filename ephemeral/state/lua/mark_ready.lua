@@ -9,7 +9,7 @@ redis.call('HSET', mkey, 'state', 'ready', 'obj', out.obj, 'hdr', out.hdr,
   'width', tostring(out.width), 'height', tostring(out.height), 'duration', out.duration,
   'ready_at', tostring(now))
 redis.call('HDEL', mkey, 'kek', 'epoch')
-redis.call('ZREM', timers, 'proc')
+redis.call('ZREM', timers, 'proc', 'job')
 emit(mkey, outbox, 'media.ready', '', 'ready', '', '', now)
 local due = schedule(mkey, timers)
 return {'ok', due[1], due[2]}
