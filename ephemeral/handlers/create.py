@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from ephemeral import upload
 from ephemeral.auth import Sender
@@ -74,7 +75,10 @@ async def create(request: web.Request) -> web.Response:
     except BaseException:
         await asyncio.shield(_discard(svc, media_id, object_key))
         raise
-    await svc.jobs.normalise(media_id)
+    try:
+        await svc.jobs.normalise(media_id)
+    except RedisError as exc:  # the record exists: the sweeper enqueues it again, idempotently
+        log.warning("enqueue failed, the sweeper will retry: %s", type(exc).__name__)
     return json_response(
         body,
         status=202,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ephemeral.media.boxchild import CHILD_ENV
+from ephemeral.media.boxchild import harden_process as harden_process
 from ephemeral.media.jobdir import cleanup_stale_job_dirs as cleanup_stale_job_dirs
 from ephemeral.media.jobdir import make_job_dir, remove_job_dir
 
@@ -179,7 +180,9 @@ async def _run(
         os.close(status_w)
         status_w = -1
         stderr = bytearray()
-        returncode = await _supervise(transport, protocol, stdin, limits, sink, stderr)
+        # What create_subprocess_exec builds, but we keep the transport to close it ourselves.
+        proc = asyncio.subprocess.Process(transport, protocol, loop)
+        returncode = await _supervise(proc, transport, protocol, stdin, limits, sink, stderr)
         if mode == "unshare":
             returncode = _read_status(status_r, returncode)
         return BoxResult(returncode, b"", bytes(stderr), mode)
@@ -191,23 +194,19 @@ async def _run(
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """asyncio's stream protocol, plus events for "the process exited" and "all closed"."""
+    """asyncio's stream protocol, plus an event for "the process exited" (pipes may not be)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(limit=_CHUNK, loop=loop)
         self.exited = asyncio.Event()
-        self.finished = asyncio.Event()
 
     def process_exited(self) -> None:
         super().process_exited()
         self.exited.set()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.finished.set()
-
 
 async def _supervise(
+    proc: asyncio.subprocess.Process,
     transport: asyncio.SubprocessTransport,
     protocol: _Protocol,
     stdin: Stdin,
@@ -235,12 +234,10 @@ async def _supervise(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         # Closing our pipe ends instead of reading them to EOF cannot hang on a stray holder;
-        # asyncio calls the job finished once the child is reaped and the pipes are shut.
+        # wait() returns once the child is reaped and the pipes are shut.
         transport.close()
-        await protocol.finished.wait()
-    returncode = transport.get_returncode()
-    assert returncode is not None  # finished implies reaped
-    return returncode
+        await proc.wait()
+    return await proc.wait()
 
 
 async def _feed(writer: asyncio.StreamWriter | None, stdin: Stdin) -> None:

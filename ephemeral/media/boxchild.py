@@ -18,6 +18,7 @@ CHILD_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 EXIT_SETUP_FAILED = 125  # like env(1) and unshare(1): the box itself could not be built
 
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 
@@ -58,6 +59,14 @@ def _mount_tmpfs(path: str, size: int, uid: int | None, gid: int | None) -> None
         opts += f",uid={uid},gid={gid}"
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     _check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, opts.encode()), "mount tmpfs")
+
+
+def harden_process() -> None:
+    """For the worker and API processes, at start: no core dumps, and not dumpable, so that a
+    boxed child running as the same uid (the non-root fallback) cannot read our memory or
+    environment through /proc. Lives here, next to the other prctl calls."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _check(_libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(SET_DUMPABLE)")
 
 
 def _close_extra_fds() -> None:
