@@ -32,13 +32,7 @@ class Lifecycle:
         k = self.keys
         result = await self.scripts.run(
             "evaluate",
-            [
-                k.media(media_id),
-                k.recipients(media_id),
-                k.timers(media_id),
-                k.outbox(media_id),
-                k.objects(media_id),
-            ],
+            k.whole(media_id),
             [k.recipient_prefix(media_id), k.lease_prefix(media_id), self.requeue_ms],
         )
         if result[0] == "gone":
@@ -59,7 +53,7 @@ class Lifecycle:
         k = self.keys
         result = await self.scripts.run(
             "mark_failed",
-            [k.media(media_id), k.recipients(media_id), k.timers(media_id), k.outbox(media_id)],
+            k.whole(media_id),
             [k.recipient_prefix(media_id), k.lease_prefix(media_id), code, detail],
         )
         if result[0] != "ok":
@@ -79,7 +73,7 @@ class Lifecycle:
         k = self.keys
         begun = await self.scripts.run(
             "purge_begin",
-            [k.media(media_id), k.recipients(media_id), k.timers(media_id), k.objects(media_id)],
+            k.whole(media_id),
             [k.recipient_prefix(media_id), k.lease_prefix(media_id), RETRY_LATER_MS],
         )
         if begun[0] != "" or begun[1] != "":
@@ -92,13 +86,7 @@ class Lifecycle:
         k = self.keys
         result = await self.scripts.run(
             "purge_finish",
-            [
-                k.media(media_id),
-                k.recipients(media_id),
-                k.timers(media_id),
-                k.outbox(media_id),
-                k.objects(media_id),
-            ],
+            k.whole(media_id),
             [k.recipient_prefix(media_id), self.receipts_ttl * 1000],
         )
         if result[0] == "ok":

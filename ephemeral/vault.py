@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 
 from ephemeral.crypto import ems1
@@ -30,16 +30,7 @@ class Vault:
     async def seal(self, object_key: str, dek: bytes, chunks: AsyncIterable[bytes]) -> SealedObject:
         """Encrypt as the bytes arrive; a fresh header (object id, nonce prefix) every time."""
         sealer = ems1.Sealer(dek)
-
-        async def sealed() -> AsyncIterator[bytes]:
-            yield sealer.start()
-            async for chunk in chunks:
-                out = sealer.update(chunk)
-                if out:
-                    yield out
-            yield sealer.finish()
-
-        stored = await self.store.put(object_key, sealed())
+        stored = await self.store.put(object_key, ems1.seal_chunks(sealer, chunks))
         return SealedObject(object_key, b64(sealer.header.pack()), sealer.plaintext_bytes, stored)
 
     async def open(

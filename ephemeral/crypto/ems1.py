@@ -115,11 +115,8 @@ class Sealer:
         return self._aead.encrypt(nonce, segment, self._aad)
 
 
-async def seal_stream(
-    key: bytes, chunks: AsyncIterable[bytes], header: Header | None = None
-) -> AsyncIterator[bytes]:
+async def seal_chunks(sealer: Sealer, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     """Encrypt an async stream of plaintext chunks into an EMS1 byte stream."""
-    sealer = Sealer(key, header)
     yield sealer.start()
     async for chunk in chunks:
         sealed = sealer.update(chunk)

@@ -89,6 +89,8 @@ def to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
 
 def to_plain(im: Image.Image) -> Image.Image:
     # Palette and odd modes cannot be resampled with LANCZOS; lift them to RGB(A) first.
+    if im.mode.startswith("I"):  # 16-bit greyscale PNG: scale to 8 bits, since convert clips
+        im = im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
     alpha = im.mode in ("PA", "RGBa", "La") or "transparency" in im.info
     return im.convert("RGBA" if alpha else "RGB")
 

@@ -34,6 +34,16 @@ class Keys:
         """Every blob ever written for the media; recorded before the write, so purge finds it."""
         return f"{self.tag(media_id)}:objects"
 
+    def whole(self, media_id: str) -> list[str]:
+        """The KEYS of every script that works on the media as a whole, in this order."""
+        return [
+            self.media(media_id),
+            self.recipients(media_id),
+            self.timers(media_id),
+            self.outbox(media_id),
+            self.objects(media_id),
+        ]
+
     def recipient_prefix(self, media_id: str) -> str:
         return f"{self.tag(media_id)}:r:"
 

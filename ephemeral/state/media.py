@@ -224,15 +224,11 @@ class MediaRepo:
         await self.schedule(media_id, result[1], result[2])
         return True
 
-    def _core_keys(self, media_id: str) -> list[str]:
-        k = self.keys
-        return [k.media(media_id), k.recipients(media_id), k.timers(media_id), k.outbox(media_id)]
-
     async def unsend(self, media_id: str) -> bool:
         k = self.keys
         result = await self.scripts.run(
             "unsend",
-            self._core_keys(media_id),
+            k.whole(media_id),
             [k.recipient_prefix(media_id), k.lease_prefix(media_id)],
         )
         if result[0] != "ok":

@@ -1,5 +1,5 @@
 -- Processing failed for good: every member becomes failed; the content is purged.
--- KEYS: media, rcpts, timers, outbox. ARGV: rprefix, lprefix, error code, detail.
+-- KEYS: media, rcpts, timers, outbox, objects. ARGV: rprefix, lprefix, error code, detail.
 local mkey, rcpts, timers, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rprefix, lprefix, code, detail = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local state = redis.call('HGET', mkey, 'state')

@@ -1,7 +1,7 @@
 -- Destroy every key of a media now, and list its blobs for deletion. KEYS: media, rcpts,
--- timers, objects. ARGV: rprefix, lprefix, retry_ms.
+-- timers, outbox, objects. ARGV: rprefix, lprefix, retry_ms.
 -- Returns {due, ver, object...}: a 'purge' timer brings the sweeper back if we crash now.
-local mkey, rcpts, timers, objects = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local mkey, rcpts, timers, objects = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
 local rprefix, lprefix, retry_ms = ARGV[1], ARGV[2], num(ARGV[3])
 if redis.call('EXISTS', mkey) == 0 then return {'', ''} end
 local now = now_ms()

@@ -1,5 +1,5 @@
 -- Unsend: revoke every token with views left and end every live lease. Repeatable.
--- KEYS: media, rcpts, timers, outbox. ARGV: rprefix, lprefix.
+-- KEYS: media, rcpts, timers, outbox, objects. ARGV: rprefix, lprefix.
 local mkey, rcpts, timers, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rprefix, lprefix = ARGV[1], ARGV[2]
 if redis.call('EXISTS', mkey) == 0 then return {'gone'} end
