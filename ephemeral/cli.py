@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ephemeral.auth import Authenticator, load_key
 from ephemeral.config import ConfigError, Settings, load
 from ephemeral.embedded_redis import EmbeddedRedis
+from ephemeral.media.box import harden_process
 from ephemeral.middleware import AccessLogger
 
 
@@ -105,6 +106,7 @@ async def worker(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    harden_process()  # no core dumps, not dumpable: keys live in this process's memory
     try:
         settings = apply_flags(load(args.config), args)
         if args.command == "token":

@@ -9,8 +9,10 @@ from arq import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ephemeral.config import Settings
 from ephemeral.crypto import keys as kc
 from ephemeral.crypto.ems1 import CorruptObject
+from ephemeral.media.box import BoxLimits
 from ephemeral.media.errors import MediaRejected
 from ephemeral.media.photo import PhotoLimits, normalise_photo
 from ephemeral.services import Services
@@ -25,6 +27,22 @@ TRANSIENT = (StorageError, RedisConnectionError, RedisTimeoutError, OSError)
 def services(ctx: dict[str, Any]) -> Services:
     svc: Services = ctx["services"]
     return svc
+
+
+def photo_limits(settings: Settings) -> PhotoLimits:
+    """The box hides what the service keeps on disk: keys, the data dir, the JWT key."""
+    hidden = (settings.keyring_path, settings.data_dir, settings.jwt_key_path)
+    box = BoxLimits(
+        memory_bytes=settings.worker.box_memory_bytes,
+        tmpfs_bytes=settings.worker.box_tmpfs_bytes,
+        wall_seconds=settings.worker.job_timeout * 0.8,
+        hidden=tuple(str(path.resolve()) for path in hidden),
+    )
+    return PhotoLimits(
+        max_pixels=settings.limits.max_image_pixels,
+        max_side=settings.limits.max_image_side,
+        box=box,
+    )
 
 
 async def normalise(ctx: dict[str, Any], media_id: str) -> str:
@@ -55,12 +73,8 @@ async def _normalise(svc: Services, media_id: str) -> str:
     except CorruptObject:
         await svc.lifecycle.fail(media_id, "processing-failed", "the upload is unreadable")
         return "failed"
-    settings = svc.settings
-    limits = PhotoLimits(
-        max_pixels=settings.limits.max_image_pixels, max_side=settings.limits.max_image_side
-    )
     try:
-        output = await normalise_photo(original, limits)
+        output = await normalise_photo(original, photo_limits(svc.settings))
     except MediaRejected as exc:
         await svc.lifecycle.fail(media_id, exc.code, exc.detail)
         return "rejected"

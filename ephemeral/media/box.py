@@ -40,6 +40,9 @@ class BoxLimits:
     open_files: int = 64
     tmpfs_bytes: int = 256 << 20  # the job tmpfs in unshare mode
     wall_seconds: float = 120
+    # Paths covered by an empty mount inside the box (unshare mode): the keyring, the data dir,
+    # the config. A parser that stays root must not read the service's secrets.
+    hidden: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ def _command(
     if mode == "shm":
         return [*wrapper, "--", *argv]
     wrapper += ["--tmpfs", str(limits.tmpfs_bytes), "--pid1", "--status-fd", str(status_fd)]
+    for path in limits.hidden:
+        wrapper += ["--hide", path]
     unshare = shutil.which("unshare", path=CHILD_ENV["PATH"]) or "unshare"
     # A pid namespace on top of -m -n: see boxchild._supervise.
     ns = ["--mount", "--net", "--pid", "--fork", "--kill-child", "--propagation", "private"]

@@ -17,7 +17,7 @@ from typing import NoReturn
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 EXIT_SETUP_FAILED = 125  # like env(1) and unshare(1): the box itself could not be built
 
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND = 1, 2, 4, 8, 4096
 _PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
@@ -37,6 +37,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--gid", type=int)
     parser.add_argument("--tmpfs", type=int, help="mount a tmpfs of this size over --dir")
     parser.add_argument("--pid1", action="store_true", help="we are init of a new pid namespace")
+    parser.add_argument("--hide", action="append", default=[], help="cover this path")
     parser.add_argument("--status-fd", type=int, help="write the target's exit status here")
     return parser.parse_args(argv[:split]), argv[split + 1 :]
 
@@ -59,6 +60,21 @@ def _mount_tmpfs(path: str, size: int, uid: int | None, gid: int | None) -> None
         opts += f",uid={uid},gid={gid}"
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     _check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, opts.encode()), "mount tmpfs")
+
+
+def _hide(path: str) -> None:
+    """Cover a directory with an empty read-only tmpfs, a file with /dev/null (this namespace
+    only): what the service keeps on disk is out of the parser's sight."""
+    if not os.path.exists(path):
+        return
+    libc = _libc()
+    libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+    if os.path.isdir(path):
+        flags = _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+        rc = libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, b"size=4k,mode=000")
+    else:
+        rc = libc.mount(b"/dev/null", path.encode(), None, _MS_BIND, None)
+    _check(rc, f"hide {path}")
 
 
 def harden_process() -> None:
@@ -92,15 +108,22 @@ def _drop_capabilities() -> None:
         _check(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl(CAPBSET_DROP)")
 
 
+def _set_limit(which: int, soft: int, hard: int) -> None:
+    # Without root a hard limit cannot be raised: where the host's is lower, it is the limit.
+    _, current = resource.getrlimit(which)
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    resource.setrlimit(which, (soft, hard))
+
+
 def _become_target(opts: argparse.Namespace, target: list[str]) -> NoReturn:
     _close_extra_fds()
     # Hard limits too, and before dropping privileges, so the parser cannot raise them again.
-    cpu = opts.cpu
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU, then SIGKILL a second on
-    resource.setrlimit(resource.RLIMIT_AS, (opts.address_space, opts.address_space))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (opts.fsize, opts.fsize))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (opts.nofile, opts.nofile))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _set_limit(resource.RLIMIT_CPU, opts.cpu, opts.cpu + 1)  # SIGXCPU, a second later SIGKILL
+    _set_limit(resource.RLIMIT_AS, opts.address_space, opts.address_space)
+    _set_limit(resource.RLIMIT_FSIZE, opts.fsize, opts.fsize)
+    _set_limit(resource.RLIMIT_NOFILE, opts.nofile, opts.nofile)
+    _set_limit(resource.RLIMIT_CORE, 0, 0)
     _check(_libc().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
     if os.geteuid() == 0:
         _drop_capabilities()
@@ -145,6 +168,8 @@ def main(argv: list[str]) -> NoReturn:
     try:
         if opts.tmpfs is not None:
             _mount_tmpfs(opts.dir, opts.tmpfs, opts.uid, opts.gid)
+        for path in opts.hide:
+            _hide(path)
         os.chdir(opts.dir)
         if opts.pid1:
             _supervise(opts, target)

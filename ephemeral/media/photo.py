@@ -66,7 +66,7 @@ def _rejection(result: BoxResult) -> MediaRejected:
     code = EXIT_CODES.get(result.returncode)
     if code is None or code not in _DEFAULT_DETAIL:
         if result.returncode < 0:
-            name = signal.Signals(-result.returncode).name
+            name = _signal_name(-result.returncode)
             return MediaRejected("processing-failed", f"photo processing was killed ({name})")
         return MediaRejected("processing-failed", f"photo processing failed ({result.returncode})")
     detail = _DEFAULT_DETAIL[code]
@@ -78,6 +78,13 @@ def _rejection(result: BoxResult) -> MediaRejected:
     if isinstance(said, dict) and said.get("code") == code and isinstance(said.get("detail"), str):
         detail = said["detail"][:_DETAIL_MAX]
     return MediaRejected(code, detail)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _parse_output(stdout: bytes, limits: PhotoLimits) -> NormalisedMedia:
