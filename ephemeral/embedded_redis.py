@@ -39,9 +39,10 @@ class EmbeddedRedis:
     """Starts redis-server as a child process and stops it on exit (SIGTERM, then SIGKILL)."""
 
     def __init__(self, directory: Path, executable: str = "redis-server") -> None:
-        self.directory = directory
+        # Absolute: redis-server changes into `dir` before it binds the socket.
+        self.directory = directory.resolve()
         self.executable = executable
-        self.socket = directory / "run" / "redis.sock"
+        self.socket = self.directory / "run" / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,9 +63,8 @@ class EmbeddedRedis:
         config.write_text(redis_config(self.directory, self.socket))
         os.chmod(config, 0o600)
         self.socket.unlink(missing_ok=True)
-        self.process = subprocess.Popen(
-            [binary, str(config)], stdout=subprocess.DEVNULL, start_new_session=True
-        )
+        # Its own output (warnings only) goes to ours, so a failed start explains itself.
+        self.process = subprocess.Popen([binary, str(config)], start_new_session=True)
 
     async def wait_ready(self, limit_seconds: float = 20.0) -> None:
         client = Redis(unix_socket_path=str(self.socket))
@@ -72,7 +72,9 @@ class EmbeddedRedis:
             async with asyncio.timeout(limit_seconds):
                 while True:
                     if self.process is not None and self.process.poll() is not None:
-                        raise RuntimeError("redis-server exited at start; see its log above")
+                        raise RuntimeError(
+                            "redis-server exited at start; its reason is printed above"
+                        )
                     try:
                         if await client.ping():
                             # Loading the AOF answers PING with an error until done.

@@ -16,7 +16,9 @@ from tests.fixtures.core import jpeg_bytes
 from tests.fixtures.processes import free_port, wait_healthy
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ephemeral", *args],
         env=env,
@@ -24,6 +26,7 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -61,15 +64,19 @@ def post_photo(url: str, token: str) -> dict[str, object]:
 
 
 def test_serve_with_nothing_configured(tmp_path: Path) -> None:
-    data_dir = Path("/tmp") / f"ephcli-{os.getpid()}-{time.monotonic_ns()}"  # short socket path
+    # A relative data dir, as `make run` uses, in a short path (unix sockets are limited).
+    workdir = Path("/tmp") / f"ephcli-{os.getpid()}-{time.monotonic_ns()}"
+    workdir.mkdir()
+    data_dir = workdir / "data"
     port = free_port()
-    env = clean_env(data_dir, port)
+    env = clean_env(Path("data"), port)
     process = subprocess.Popen(
         [sys.executable, "-m", "ephemeral", "serve"],
         env=env,
         start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        cwd=workdir,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -81,7 +88,7 @@ def test_serve_with_nothing_configured(tmp_path: Path) -> None:
         key_file = data_dir / "jwt.key"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         keyring = data_dir.with_name(data_dir.name + ".keyring")
-        minted = cli("token", "alice", env=env)
+        minted = cli("token", "alice", env=env, cwd=workdir)
         assert minted.returncode == 0, minted.stderr
         created = post_photo(url, minted.stdout.strip())
         assert created["state"] == "processing"
