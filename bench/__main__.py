@@ -51,10 +51,10 @@ def main() -> None:
         photo = work / "photo.jpg"
         photo.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + plain.read_bytes()[12:])
         figures: dict[str, Figure] = {}
-        figures["aes_gcm"] = repeat("AES-256-GCM, one core", "MB/s", aes_gcm_mb_s)
+        figures["aes_gcm"] = repeat("AES-256-GCM, one core", "MiB/s", aes_gcm_mb_s)
         figures["raw_copy"] = repeat(
             f"raw file copy + fsync, {size // MiB} MiB",
-            "MB/s",
+            "MiB/s",
             lambda: raw_copy_mb_s(plain, work / "copy.bin"),
         )
         base_port = free_port()
