@@ -107,6 +107,35 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """The default tenant's endpoints (the tenants block of the integrator issue generalises)."""
+
+    urls: str = ""  # comma-separated https:// URLs
+    secrets: str = ""  # comma-separated whsec_... secrets, all valid at once (rotation)
+    ca_file: Path | None = None  # a private or test CA for the endpoints' certificates
+    timeout: float = 10.0
+    max_tries: int = 8
+    # The waits between tries grow as first_retry * backoff_factor^n: 8 tries span about 24 h.
+    first_retry: float = 4.5
+    backoff_factor: float = 5.0
+
+    @property
+    def url_list(self) -> list[str]:
+        return [u.strip() for u in self.urls.split(",") if u.strip()]
+
+    @property
+    def secret_list(self) -> list[str]:
+        return [s.strip() for s in self.secrets.split(",") if s.strip()]
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    sse_max_streams: int = 5
+    sse_heartbeat: float = 20.0
+    ticket_ttl: int = 60
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
@@ -123,6 +152,8 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     lease: LeaseSettings = field(default_factory=LeaseSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    events: EventSettings = field(default_factory=EventSettings)
 
     @property
     def base_url(self) -> str:
@@ -250,6 +281,11 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"setting {message}")
     if s.auth.jwt_algorithm == "HS256" and s.auth.jwt_key and len(s.auth.jwt_key) < 32:
         raise ConfigError("setting auth.jwt_key: an HS256 secret needs at least 32 bytes")
+    for url in s.webhooks.url_list:
+        if not url.startswith("https://"):
+            raise ConfigError(f"setting webhooks.urls: {url!r} is not an https:// URL")
+    if s.webhooks.url_list and not s.webhooks.secret_list:
+        raise ConfigError("setting webhooks.secrets: endpoints need at least one whsec_ secret")
     if not 0 <= s.auth.leeway <= 60:
         raise ConfigError("setting auth.leeway: must be 0..60 seconds")
     if not 60 <= s.auth.max_lifetime <= 3600:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ephemeral.handlers import content, create, media, ops, views
+from ephemeral.handlers import content, create, events, media, ops, views
 
 
 def setup_routes(app: web.Application) -> None:
@@ -15,10 +15,14 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/media/{media_id}/recipients", media.recipients, allow_head=False)
     r.add_delete("/v1/media/{media_id}", media.unsend)
     r.add_delete("/v1/media/{media_id}/recipients/{recipient_id}", media.revoke)
+    r.add_get("/v1/events", events.stream, allow_head=False)
+    r.add_post("/v1/events/tickets", events.ticket)
     r.add_post("/v1/views/peek", views.peek)
     r.add_post("/v1/views", views.redeem)
     r.add_get("/v1/views/{view_id}/content", content.content)  # HEAD too
     r.add_post("/v1/views/{view_id}/keepalive", views.keepalive)
+    r.add_post("/v1/views/{view_id}/screenshot", views.screenshot)
+    r.add_post("/v1/views/{view_id}/report", views.report)
     r.add_delete("/v1/views/{view_id}", views.close)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)

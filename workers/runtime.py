@@ -14,6 +14,7 @@ from ephemeral.jobs import NORMALISE, PURGE, arq_pool, deserialize, serialize
 from ephemeral.media.box import cleanup_stale_job_dirs
 from ephemeral.services import Services, open_services
 from workers import jobs
+from workers.relay import run_relay
 from workers.sweeper import run_sweeper
 
 log = logging.getLogger("workers")
@@ -51,6 +52,7 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(worker.async_run(), name="arq-worker"),
         asyncio.create_task(run_sweeper(svc, stop), name="sweeper"),
+        asyncio.create_task(run_relay(svc, stop), name="relay"),
     ]
     try:
         yield

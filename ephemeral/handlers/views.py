@@ -246,6 +246,54 @@ async def keepalive(request: web.Request) -> web.Response:
     )
 
 
+NOTE_KINDS = {"screenshot", "recording"}
+
+
+async def screenshot(request: web.Request) -> web.Response:
+    """The viewer app saw a screenshot or a screen recording: tell the sender, once per kind."""
+    svc = services(request)
+    media_id, view_id, verifier = _lease_target(request)
+    body = await read_small_json(request, BODY_LIMIT)
+    kind = body.get("kind", "screenshot")
+    if kind not in NOTE_KINDS:
+        raise ServiceError(
+            422,
+            "invalid-field",
+            "kind is screenshot or recording",
+            errors=[{"pointer": "/kind", "code": "invalid-field", "detail": "unknown kind"}],
+        )
+    return await _noted(await svc.views.note(media_id, view_id, verifier, kind))
+
+
+async def report(request: web.Request) -> web.Response:
+    """The recipient reports abuse: a recipient.reported event for the messaging backend."""
+    svc = services(request)
+    media_id, view_id, verifier = _lease_target(request)
+    reason = ""
+    if request.can_read_body:
+        body = await read_small_json(request, BODY_LIMIT)
+        reason = body.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise ServiceError(
+                422,
+                "invalid-field",
+                "reason is text of at most 500 characters",
+                errors=[{"pointer": "/reason", "code": "invalid-field", "detail": "too long"}],
+            )
+    return await _noted(await svc.views.note(media_id, view_id, verifier, "report", reason))
+
+
+async def _noted(outcome: str) -> web.Response:
+    if outcome == "not-found":
+        raise not_found("unknown view")
+    if outcome == "too-late":
+        raise ServiceError(410, "lease-ended", "the lease ended more than 10 minutes ago")
+    # A repeat is accepted and changes nothing: clients may retry freely.
+    return json_response(
+        {"accepted": outcome == "ok"}, status=202, headers={"Cache-Control": "no-store"}
+    )
+
+
 async def close(request: web.Request) -> web.Response:
     svc = services(request)
     media_id, view_id, verifier = _lease_target(request)

@@ -76,5 +76,30 @@ class Keys:
     def live_versions(self, shard: int) -> str:
         return f"{self.prefix}:{{live:{shard}}}:ver"
 
+    def relay_pending(self, shard: int) -> str:
+        """Media whose outbox may hold events not yet relayed to the owner streams."""
+        return f"{self.prefix}:{{live:{shard}}}:relay"
+
+    def relay_lock(self, media_id: str) -> str:
+        return f"{self.tag(media_id)}:relaying"
+
+    def sender_events(self, tenant: str, sender: str) -> str:
+        return f"{self.prefix}:events:{tenant}:s:{sender}"
+
+    def tenant_events(self, tenant: str) -> str:
+        return f"{self.prefix}:events:{tenant}:all"
+
+    def event_ticket(self, digest: str) -> str:
+        return f"{self.prefix}:ticket:{digest}"
+
+    def sse_streams(self, tenant: str, sender: str) -> str:
+        return f"{self.prefix}:sse:{tenant}:{sender}"
+
+    def webhook_retries(self) -> str:
+        return f"{self.prefix}:webhooks:retry"
+
+    def webhook_dead(self) -> str:
+        return f"{self.prefix}:webhooks:dead"
+
     def queue(self) -> str:
         return f"{self.prefix}:queue"

@@ -142,9 +142,19 @@ class MediaRepo:
         shard = self.keys.live_shard(media_id)
         await self.scripts.run(
             "live_set",
-            [self.keys.live_due(shard), self.keys.live_versions(shard)],
+            [
+                self.keys.live_due(shard),
+                self.keys.live_versions(shard),
+                self.keys.relay_pending(shard),
+            ],
             [media_id, str(due), str(version)],
         )
+
+    async def notify(self, media_id: str) -> None:
+        """A change with no new deadline (peek, preview, screenshot): only the relay must look."""
+        shard = self.keys.live_shard(media_id)
+        # A counter: the relay drops the mark only if nothing marked it again meanwhile.
+        await self.redis.zincrby(self.keys.relay_pending(shard), 1, media_id)
 
     async def retry_later(self, media_id: str, at_ms: int) -> None:
         """Unversioned: any newer computation of the deadline may replace it."""
@@ -155,6 +165,7 @@ class MediaRepo:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self.keys.live_due(shard), media_id)
             pipe.hdel(self.keys.live_versions(shard), media_id)
+            pipe.zrem(self.keys.relay_pending(shard), media_id)  # a record that never was
             await pipe.execute()
 
     async def due(self, now_ms: int, limit: int) -> list[str]:

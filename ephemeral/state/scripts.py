@@ -23,6 +23,10 @@ NAMES = (
     "purge_begin",
     "purge_finish",
     "live_set",
+    "preview",
+    "lease_note",
+    "unmark",
+    "relayed",
 )
 
 

@@ -13,6 +13,7 @@ from ephemeral.state.media import MediaRepo
 from ephemeral.state.scripts import Scripts
 
 VIEW_PREFIX = "v_"
+NOTE_GRACE_MS = 600_000  # screenshots and reports are accepted 10 minutes after a lease ends
 MEDIA_PREFIX = "m_"
 ID_CHARS = 22
 
@@ -89,11 +90,37 @@ class ViewRepo:
         ]
 
     async def peek(self, media_id: str, recipient: str, verifier: str, sub: str) -> list[str]:
-        return await self.scripts.run(
+        result = await self.scripts.run(
             "peek",
             self._keys(media_id, recipient),
             [verifier, sub, recipient, self.keys.lease_prefix(media_id)],
         )
+        await self.media.notify(media_id)
+        return result
+
+    async def mark_previewed(self, lookup: str) -> None:
+        """A preview bot or a HEAD: set the recipient's link_previewed_at hint once."""
+        found = await self.resolve(lookup)
+        if found is None:
+            return
+        media_id, recipient = found
+        result = await self.scripts.run("preview", self._keys(media_id, recipient), [recipient])
+        if result[0] == "ok":
+            await self.media.notify(media_id)
+
+    async def note(
+        self, media_id: str, view_id: str, lease_verifier: str, kind: str, detail: str = ""
+    ) -> str:
+        """A screenshot, recording or report told on a lease: ok | duplicate | too-late | ..."""
+        k = self.keys
+        result = await self.scripts.run(
+            "lease_note",
+            [k.media(media_id), k.lease(media_id, view_id), k.timers(media_id), k.outbox(media_id)],
+            [lease_verifier, k.recipient_prefix(media_id), kind, NOTE_GRACE_MS, detail],
+        )
+        if result[0] == "ok":
+            await self.media.notify(media_id)
+        return result[0]
 
     async def redeem(
         self,

@@ -22,12 +22,12 @@ local function bump(mkey)
 end
 
 -- Append an event to the media's outbox in the same script as the change it describes.
-local function emit(mkey, outbox, etype, rid, status, views_left, device, now)
+local function emit(mkey, outbox, etype, rid, status, views_left, device, now, detail)
   local seq = redis.call('HINCRBY', mkey, 'seq', 1)
   redis.call('XADD', outbox, '*',
     'type', etype, 'ts', tostring(now), 'seq', tostring(seq),
     'recipient', rid or '', 'status', status or '', 'views_left', tostring(views_left or ''),
-    'device', device or '', 'counts', cjson.encode(counts(mkey)))
+    'device', device or '', 'detail', detail or '', 'counts', cjson.encode(counts(mkey)))
   bump(mkey)
   return seq
 end
@@ -66,6 +66,14 @@ local function end_lease(mkey, rkey, timers, lprefix, view_id)
   -- learns the lease ended (410) rather than that it never existed (404).
   local lkey = lprefix .. view_id
   if redis.call('EXISTS', lkey) == 1 then
+    local l = redis.call('HMGET', lkey, 'idle_until', 'max_until', 'ended_at')
+    if not l[3] then
+      local t = redis.call('TIME')
+      local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      local ended_at = math.min(now, num(l[1]), num(l[2]))
+      redis.call('HSET', lkey, 'ended_at', tostring(ended_at))
+      redis.call('PEXPIRE', lkey, 660000)  -- reports are accepted 10 minutes after the end
+    end
     redis.call('HDEL', lkey, 'wk')
     redis.call('HSET', lkey, 'idle_until', '0', 'ended', '1')
   end

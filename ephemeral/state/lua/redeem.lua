@@ -63,7 +63,7 @@ local lkey = lprefix .. view_id
 redis.call('HSET', lkey, 'rid', rid, 'lv', lease_vf, 'wk', lease_wk,
   'idle_until', tostring(now + idle_ms), 'max_until', tostring(now + max_ms),
   'bytes', '0', 'budget', tostring(budget_factor * size), 'started', tostring(now))
-redis.call('PEXPIREAT', lkey, now + max_ms + 60000)
+redis.call('PEXPIREAT', lkey, now + max_ms + 660000)  -- + the 10-minute report window
 redis.call('ZADD', timers, now + math.min(idle_ms, max_ms), 'ls:' .. view_id)
 redis.call('HSET', rkey, 'lease', view_id, 'lrid', redeem_id)
 emit(mkey, outbox, etype, rid, status, vl, device, now)

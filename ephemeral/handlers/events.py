@@ -1,0 +1,120 @@
+"""Live status for senders: Server-Sent Events from the owner's event stream, and tickets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from ephemeral.auth import Sender, unauthorized
+from ephemeral.crypto.keys import b64
+from ephemeral.errors import ServiceError, not_found
+from ephemeral.handlers.common import json_response
+from ephemeral.services import Services
+from ephemeral.state.records import render_media, render_recipient
+from ephemeral.web_keys import services
+
+BATCH = 100
+
+
+def _ticket_key(svc: Services, ticket: str) -> str:
+    return svc.keys.event_ticket(hashlib.sha256(ticket.encode()).hexdigest())
+
+
+async def ticket(request: web.Request) -> web.Response:
+    """EventSource cannot send headers: a single-use, short-lived ticket stands in for the JWT."""
+    svc = services(request)
+    sender = svc.auth.sender(request)
+    value = b64(os.urandom(32))
+    ttl = svc.settings.events.ticket_ttl
+    owner = {"tenant": sender.tenant, "sender": sender.id, "exp": sender.expires_at}
+    await svc.redis.set(_ticket_key(svc, value), json.dumps(owner), ex=ttl)
+    return json_response(
+        {"ticket": value, "expires_in": ttl}, status=201, headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _caller(request: web.Request, svc: Services) -> Sender:
+    value = request.query.get("ticket")
+    if value is None:
+        return svc.auth.sender(request)
+    raw = await svc.redis.getdel(_ticket_key(svc, value))  # single use
+    if not raw:
+        raise unauthorized("unknown, used or expired ticket")
+    owner: dict[str, Any] = json.loads(raw)
+    return Sender(owner["tenant"], owner["sender"], int(owner["exp"]))
+
+
+async def _claim_slot(svc: Services, sender: Sender, slot: str) -> None:
+    key = svc.keys.sse_streams(sender.tenant, sender.id)
+    now = time.time()
+    ttl = svc.settings.events.sse_heartbeat * 3
+    async with svc.redis.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zadd(key, {slot: now + ttl})
+        pipe.zcard(key)
+        pipe.expire(key, int(ttl) + 60)
+        *_, count, _ = await pipe.execute()
+    if count > svc.settings.events.sse_max_streams:
+        await svc.redis.zrem(key, slot)
+        raise ServiceError(
+            429,
+            "rate-limited",
+            "too many event streams open for this sender",
+            headers={"Retry-After": "5"},
+        )
+
+
+async def _snapshot(svc: Services, sender: Sender, media_id: str) -> dict[str, Any]:
+    record = await svc.media.get(media_id)
+    if record is None or record.owner != (sender.tenant, sender.id):
+        raise not_found("no such media")
+    body = render_media(record.id, record.media)
+    body["recipients"] = [render_recipient(rid, r) for rid, r in record.recipients]
+    return body
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    sender = await _caller(request, svc)
+    media_id = request.query.get("media_id")
+    snapshot = await _snapshot(svc, sender, media_id) if media_id else None
+    key = svc.keys.sender_events(sender.tenant, sender.id)
+    last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    if not last:
+        newest = await svc.redis.xrevrange(key, count=1)
+        last = newest[0][0] if newest else "0-0"
+    slot = b64(os.urandom(9))
+    await _claim_slot(svc, sender, slot)
+    settings = svc.settings.events
+    try:
+        async with sse_response(
+            request, ping_interval=settings.sse_heartbeat, headers={"Cache-Control": "no-store"}
+        ) as sse:
+            if snapshot is not None:
+                await sse.send(json.dumps(snapshot), event="snapshot")
+            while sse.is_connected():
+                left = sender.expires_at - time.time()
+                if left <= 0:
+                    break  # the credential has expired: the client reconnects with a fresh one
+                block = int(min(left, settings.sse_heartbeat) * 1000) or 1
+                batches = await svc.redis.xread({key: last}, count=BATCH, block=block)
+                await svc.redis.zadd(
+                    svc.keys.sse_streams(sender.tenant, sender.id),
+                    {slot: time.time() + settings.sse_heartbeat * 3},
+                )
+                for _, entries in batches:
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        event = json.loads(fields["e"])
+                        if media_id and event["data"]["media_id"] != media_id:
+                            continue
+                        await sse.send(fields["e"], id=entry_id, event=event["type"])
+            return sse
+    finally:
+        await svc.redis.zrem(svc.keys.sse_streams(sender.tenant, sender.id), slot)
