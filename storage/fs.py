@@ -59,7 +59,8 @@ class FsStore(Store):
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         check_key(key)
-        temp = _Temp(self._tmp / f"{secrets.token_hex(16)}.part")
+        # The writer's pid in the name: a later start can tell a dead writer's leftovers.
+        temp = _Temp(self._tmp / f"{os.getpid()}-{secrets.token_hex(16)}.part")
         step = _run(temp.open)
         total = 0
         try:
@@ -183,12 +184,29 @@ class FsStore(Store):
             directory = directory.parent
 
     def _remove_stale(self) -> None:
+        """Temp files of writers that died (a SIGKILL mid-put), or older than STALE_AFTER."""
         cutoff = time.time() - STALE_AFTER
         for entry in os.scandir(self._tmp):
             with suppress(FileNotFoundError):
                 stat = entry.stat(follow_symlinks=False)
-                if not entry.is_dir(follow_symlinks=False) and stat.st_mtime < cutoff:
+                if entry.is_dir(follow_symlinks=False):
+                    continue
+                if stat.st_mtime < cutoff or not _writer_alive(entry.name):
                     os.unlink(entry.path)
+
+
+def _writer_alive(name: str) -> bool:
+    """Names start with the writer's pid; a name without one only ages out."""
+    pid = name.split("-", 1)[0]
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, under another user
+    return True
 
 
 class _Temp:

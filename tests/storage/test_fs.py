@@ -99,3 +99,16 @@ async def test_unusable_root(tmp_path: Path) -> None:
         await store.put("k", feed(b"x"))
     with pytest.raises(ObjectNotFound):
         await store.size("k")
+
+
+def test_a_dead_writers_temp_files_are_removed_at_start(tmp_path: Path) -> None:
+    """A process killed mid-put leaves its temp file; the next store on that root removes it,
+    and leaves a live writer's alone."""
+    root = tmp_path / "blobs"
+    FsStore(root)
+    gone_pid = 2**22 + 12345  # above pid_max on most systems: never alive
+    (root / ".tmp" / f"{gone_pid}-abc.part").write_bytes(b"partial")
+    (root / ".tmp" / f"{os.getpid()}-def.part").write_bytes(b"in flight")
+    FsStore(root)
+    left = sorted(p.name for p in (root / ".tmp").iterdir())
+    assert left == [f"{os.getpid()}-def.part"]
