@@ -146,7 +146,10 @@ async def run_boxed_stream(
 def _command(
     argv: list[str], limits: BoxLimits, mode: Mode, job: str, uid: int | None, status_fd: int
 ) -> list[str]:
-    wrapper = [sys.executable, "-I", "-m", "ephemeral.media.boxchild", "--dir", job]
+    # setpriv: the box dies with the worker (SIGKILL included), not minutes later as an orphan.
+    setpriv = shutil.which("setpriv")
+    death = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+    wrapper = [*death, sys.executable, "-I", "-m", "ephemeral.media.boxchild", "--dir", job]
     wrapper += ["--cpu", str(limits.cpu_seconds), "--as", str(limits.memory_bytes)]
     wrapper += ["--fsize", str(limits.file_size_bytes), "--nofile", str(limits.open_files)]
     if uid is not None:
@@ -159,7 +162,7 @@ def _command(
     unshare = shutil.which("unshare", path=CHILD_ENV["PATH"]) or "unshare"
     # A pid namespace on top of -m -n: see boxchild._supervise.
     ns = ["--mount", "--net", "--pid", "--fork", "--kill-child", "--propagation", "private"]
-    return [unshare, *ns, "--", *wrapper, "--", *argv]
+    return [*death, unshare, *ns, "--", *wrapper[len(death) :], "--", *argv]
 
 
 async def _run(

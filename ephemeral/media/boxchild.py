@@ -18,6 +18,7 @@ CHILD_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 EXIT_SETUP_FAILED = 125  # like env(1) and unshare(1): the box itself could not be built
 
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND = 1, 2, 4, 8, 4096
+_PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
@@ -131,6 +132,12 @@ def _become_target(opts: argparse.Namespace, target: list[str]) -> NoReturn:
         os.setgroups([])
         os.setgid(opts.gid)
         os.setuid(opts.uid)
+        # A credential change clears the parent-death signal setpriv gave us: set it again, so
+        # a worker killed mid-job takes its parser with it.
+        parent = os.getppid()
+        _check(_libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+        if os.getppid() != parent:
+            os._exit(1)
     # Python ignores these two at start-up and ignored signals survive exec; the parser
     # should die of them as any program would.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)

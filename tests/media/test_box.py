@@ -400,3 +400,32 @@ async def test_hidden_paths_are_out_of_sight(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert listing in ("[]", "denied") and content == "''"
     assert (secrets_dir / "1.key").read_bytes() == b"kek-bytes"  # the host copy is untouched
+
+
+async def test_the_box_dies_with_a_killed_worker(mode: Mode) -> None:
+    """A worker SIGKILLed mid-job must not leave its parser running as an orphan."""
+    marker = f"{400 + secrets.randbelow(10**6) / 10**6:.6f}"
+    # The marker reaches the worker through its environment, so that only the boxed sleep
+    # carries it on its command line.
+    worker = (
+        "import asyncio, os, sys\n"
+        "from ephemeral.media.box import BoxLimits, run_boxed\n"
+        "code = 'import subprocess; subprocess.run([\"sleep\", \"' + os.environ['MARK'] + '\"])'\n"
+        f"asyncio.run(run_boxed([sys.executable, '-I', '-c', code], None,"
+        f" BoxLimits(wall_seconds=60), mode={mode!r}))\n"
+    )
+    env = {**os.environ, "MARK": marker}
+    proc = subprocess.Popen([sys.executable, "-c", worker], cwd=Path(__file__).parents[2], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not processes_with(marker):
+            assert time.monotonic() < deadline, "the boxed sleep never started"
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert await gone(marker, within=5.0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in processes_with(marker):
+            os.kill(pid, signal.SIGKILL)
