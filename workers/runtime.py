@@ -16,6 +16,7 @@ from ephemeral.services import Services, open_services
 from workers import jobs
 from workers.relay import run_relay
 from workers.sweeper import run_sweeper
+from workers.webhooks import run_webhooks
 
 log = logging.getLogger("workers")
 
@@ -28,13 +29,14 @@ def build_worker(svc: Services) -> Worker:
     return Worker(
         functions=[
             func(jobs.normalise, name=NORMALISE, max_tries=w.max_tries, timeout=w.job_timeout),
-            func(jobs.purge, name=PURGE, max_tries=w.max_tries, timeout=60),
+            # arq hands a killed worker's job on after its longest job timeout: keep it short.
+            func(jobs.purge, name=PURGE, max_tries=w.max_tries, timeout=min(60, w.job_timeout)),
         ],
         queue_name=svc.keys.queue(),
         redis_pool=pool,
         job_serializer=serialize,
         job_deserializer=deserialize,
-        ctx={"services": svc},
+        ctx={"services": svc, jobs.TRANSCODES: asyncio.Semaphore(w.max_transcodes)},
         max_jobs=w.concurrency,
         keep_result=0,
         handle_signals=False,
@@ -53,6 +55,7 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
         asyncio.create_task(worker.async_run(), name="arq-worker"),
         asyncio.create_task(run_sweeper(svc, stop), name="sweeper"),
         asyncio.create_task(run_relay(svc, stop), name="relay"),
+        asyncio.create_task(run_webhooks(svc, stop), name="webhooks"),
     ]
     try:
         yield
