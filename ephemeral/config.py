@@ -61,6 +61,10 @@ class LimitSettings:
     max_audio_bytes: int = 10 * MiB
     max_image_pixels: int = 64_000_000
     max_image_side: int = 4096
+    max_video_width: int = 3840  # the input frame limit (long side x short side)
+    max_video_height: int = 2160
+    max_duration: float = 60.0  # seconds, video and voice
+    allow_remux: bool = False  # copy compliant H.264 instead of re-encoding it
     max_recipients: int = 250
     max_views: int = 2
     expires_default: int = 1_209_600
@@ -92,8 +96,7 @@ class WorkerSettings:
     sweep_interval: float = 1.0
     sweep_batch: int = 200
     keyring_retention: int = 86_400
-    box_memory_bytes: int = 1024 * MiB
-    box_tmpfs_bytes: int = 512 * MiB
+    max_transcodes: int = 1  # concurrent ffmpeg jobs per worker process (2 cores here)
 
     @property
     def processing_deadline_ms(self) -> int:
@@ -162,6 +165,12 @@ class Settings:
     @property
     def viewer_base_url(self) -> str:
         return (self.viewer_url or self.base_url).rstrip("/")
+
+    @property
+    def lease_max_bound(self) -> int:
+        """The longest any lease can run: max(floor, factor x the longest allowed duration)."""
+        factor = self.lease.max_duration_factor * self.limits.max_duration
+        return int(max(self.lease.max_floor, factor))
 
     @property
     def blob_root(self) -> Path:
@@ -286,6 +295,9 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"setting webhooks.urls: {url!r} is not an https:// URL")
     if s.webhooks.url_list and not s.webhooks.secret_list:
         raise ConfigError("setting webhooks.secrets: endpoints need at least one whsec_ secret")
+    for secret in s.webhooks.secret_list:
+        if not secret.startswith("whsec_"):
+            raise ConfigError("setting webhooks.secrets: each secret is a whsec_... value")
     if not 0 <= s.auth.leeway <= 60:
         raise ConfigError("setting auth.leeway: must be 0..60 seconds")
     if not 60 <= s.auth.max_lifetime <= 3600:

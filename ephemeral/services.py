@@ -76,8 +76,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
         store = await open_store(settings)
         keys = Keys(settings.redis.prefix)
         scripts = Scripts(redis)
-        lease_max = settings.lease.max_floor  # upper bound for photos; video scales at redeem
-        media = MediaRepo(redis, scripts, keys, lease_max, settings.receipts_ttl)
+        media = MediaRepo(redis, scripts, keys, settings.lease_max_bound, settings.receipts_ttl)
         jobs = Jobs(arq, keys.queue())
         requeue_ms = settings.worker.requeue_ms
         yield Services(

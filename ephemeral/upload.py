@@ -18,7 +18,7 @@ from ephemeral.media.sniff import SNIFF_BYTES, Sniffed, sniff
 FIELD_LIMIT = 64 * 1024
 MAX_PARTS = 4
 CHUNK = 256 * 1024
-ACCEPTED_KINDS = ("image",)  # video and voice arrive with their pipeline
+ACCEPTED_KINDS = ("image", "video", "audio")
 
 
 def too_large(limit: int) -> ServiceError:
@@ -152,7 +152,9 @@ async def open_file(part: BodyPartReader, limits: LimitSettings, guard: RateGuar
         head += chunk
     sniffed = sniff(bytes(head))
     if sniffed is None:
-        raise ServiceError(415, "unsupported-media-type", "the file is not a supported photo")
+        raise ServiceError(
+            415, "unsupported-media-type", "the file is not a supported photo, video or voice note"
+        )
     if sniffed.kind not in ACCEPTED_KINDS:
         raise ServiceError(
             415, "unsupported-media-type", f"{sniffed.kind} uploads are not enabled here"

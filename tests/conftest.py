@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.fixtures.core", "tests.fixtures.s3"]
+pytest_plugins = [
+    "tests.fixtures.core",
+    "tests.fixtures.s3",
+    "tests.fixtures.clips",
+    "tests.fixtures.https",
+]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from arq import Retry
@@ -12,16 +15,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ephemeral.config import Settings
 from ephemeral.crypto import keys as kc
 from ephemeral.crypto.ems1 import CorruptObject
+from ephemeral.media.av import AvLimits, normalise_av
 from ephemeral.media.box import BoxLimits
 from ephemeral.media.errors import MediaRejected
 from ephemeral.media.photo import PhotoLimits, normalise_photo
+from ephemeral.media.sniff import SNIFF_BYTES, sniff
 from ephemeral.services import Services
 from ephemeral.state import typed
-from ephemeral.vault import new_object_key
+from ephemeral.vault import SealedObject, new_object_key
 from storage.base import StorageError
 
 log = logging.getLogger("workers.jobs")
 TRANSIENT = (StorageError, RedisConnectionError, RedisTimeoutError, OSError)
+TRANSCODES = "transcodes"  # ctx key: the semaphore bounding concurrent ffmpeg jobs
 
 
 def services(ctx: dict[str, Any]) -> Services:
@@ -29,26 +35,40 @@ def services(ctx: dict[str, Any]) -> Services:
     return svc
 
 
-def photo_limits(settings: Settings) -> PhotoLimits:
-    """The box hides what the service keeps on disk: keys, the data dir, the JWT key."""
+def _boxed(box: BoxLimits, settings: Settings) -> BoxLimits:
+    """Each pipeline's own resource limits, inside the job's time, with the service's files
+    (keys, the data dir, the JWT key) out of the parser's sight."""
     hidden = (settings.keyring_path, settings.data_dir, settings.jwt_key_path)
-    box = BoxLimits(
-        memory_bytes=settings.worker.box_memory_bytes,
-        tmpfs_bytes=settings.worker.box_tmpfs_bytes,
-        wall_seconds=settings.worker.job_timeout * 0.8,
+    return dataclasses.replace(
+        box,
+        wall_seconds=min(box.wall_seconds, settings.worker.job_timeout * 0.8),
         hidden=tuple(str(path.resolve()) for path in hidden),
     )
+
+
+def photo_limits(settings: Settings) -> PhotoLimits:
     return PhotoLimits(
         max_pixels=settings.limits.max_image_pixels,
         max_side=settings.limits.max_image_side,
-        box=box,
+        box=_boxed(PhotoLimits().box, settings),
+    )
+
+
+def av_limits(settings: Settings) -> AvLimits:
+    limits = settings.limits
+    return AvLimits(
+        max_duration=limits.max_duration,
+        max_width=limits.max_video_width,
+        max_height=limits.max_video_height,
+        allow_remux=limits.allow_remux,
+        box=_boxed(AvLimits().box, settings),
     )
 
 
 async def normalise(ctx: dict[str, Any], media_id: str) -> str:
     svc = services(ctx)
     try:
-        return await _normalise(svc, media_id)
+        return await _normalise(svc, media_id, ctx.get(TRANSCODES))
     except TRANSIENT as exc:
         if ctx.get("job_try", 1) >= svc.settings.worker.max_tries:
             await svc.lifecycle.fail(media_id, "processing-failed", "storage kept failing")
@@ -57,54 +77,94 @@ async def normalise(ctx: dict[str, Any], media_id: str) -> str:
         raise Retry(defer=ctx.get("job_try", 1) * 2) from exc
 
 
-async def _normalise(svc: Services, media_id: str) -> str:
+async def _normalise(svc: Services, media_id: str, gate: asyncio.Semaphore | None) -> str:
     record = await typed.hgetall(svc.redis, svc.keys.media(media_id))
+    if record.get("state") == "ready":  # a rerun after a crash between publish and cleanup
+        await _drop_stale_objects(svc, media_id, record["obj"])
+        return "skipped"
     if record.get("state") != "processing":
-        return "skipped"  # done already, unsent, failed or purged: nothing to do
+        return "skipped"  # unsent, failed or purged: nothing to do
     kek = svc.keyring.get(int(record.get("epoch") or -1))
     if kek is None or not record.get("kek"):
         await svc.lifecycle.fail(media_id, "processing-failed", "the key epoch was retired")
         return "failed"
     dek = kc.unwrap(kek, kc.unb64(record["kek"]), kc.kek_context(media_id, int(record["epoch"])))
+    out_key = new_object_key(media_id)
+    await svc.media.record_object(media_id, out_key)  # before writing: purge will find it
     try:
-        original = await svc.vault.read_all(
-            record["orig"], record["orig_hdr"], dek, int(record["orig_size"])
-        )
-    except CorruptObject:
-        await svc.lifecycle.fail(media_id, "processing-failed", "the upload is unreadable")
-        return "failed"
-    try:
-        output = await normalise_photo(original, photo_limits(svc.settings))
+        if record.get("kind") == "image":
+            output = await _photo(svc, record, dek, out_key)
+        else:
+            async with gate or asyncio.Semaphore(1):
+                output = await _av(svc, record, dek, out_key)
     except MediaRejected as exc:
         await svc.lifecycle.fail(media_id, exc.code, exc.detail)
         return "rejected"
-    del original
-    out_key = new_object_key(media_id)
-    await svc.media.record_object(media_id, out_key)  # before writing: purge will find it
+    except CorruptObject:
+        await svc.lifecycle.fail(media_id, "processing-failed", "the upload is unreadable")
+        return "failed"
+    if not await svc.media.mark_ready(media_id, output):
+        await svc.lifecycle.evaluate(media_id)  # unsent while we worked: purge the output too
+        return "refused"
+    await _drop_stale_objects(svc, media_id, output["obj"])
+    return "ready"
 
-    async def one_chunk() -> Any:
+
+async def _drop_stale_objects(svc: Services, media_id: str, keep: str) -> None:
+    """The original, and whatever an attempt killed before us recorded: only the output stays."""
+    recorded = await typed.smembers(svc.redis, svc.keys.objects(media_id))
+    for stale in sorted(recorded - {keep}):
+        await svc.store.delete(stale)
+        await svc.media.release_object(media_id, stale)
+
+
+def _published(sealed: SealedObject, **fields: Any) -> dict[str, Any]:
+    return {"obj": sealed.key, "hdr": sealed.header, "size": sealed.size, **fields}
+
+
+async def _photo(svc: Services, record: dict[str, str], dek: bytes, out_key: str) -> dict[str, Any]:
+    original = await svc.vault.read_all(
+        record["orig"], record["orig_hdr"], dek, int(record["orig_size"])
+    )
+    output = await normalise_photo(original, photo_limits(svc.settings))
+    del original
+
+    async def one_chunk() -> AsyncIterator[bytes]:
         yield output.data
 
     sealed = await svc.vault.seal(out_key, dek, one_chunk())
-    published = await svc.media.mark_ready(
-        media_id,
-        {
-            "obj": sealed.key,
-            "hdr": sealed.header,
-            "size": sealed.size,
-            "mime": output.mime,
-            "kind": output.kind,
-            "width": output.width,
-            "height": output.height,
-            "duration": "" if output.duration is None else str(output.duration),
-        },
+    return _published(
+        sealed,
+        mime=output.mime,
+        kind=output.kind,
+        width=output.width,
+        height=output.height,
+        duration="",
     )
-    if not published:  # unsent while we worked: the output goes with the purge
-        await svc.lifecycle.evaluate(media_id)
-        return "refused"
-    await svc.store.delete(record["orig"])
-    await svc.media.release_object(media_id, record["orig"])
-    return "ready"
+
+
+async def _av(svc: Services, record: dict[str, str], dek: bytes, out_key: str) -> dict[str, Any]:
+    """Decrypted input streams into the box and the output streams back into the vault: the
+    worker never holds a whole video in memory or on disk."""
+    size = int(record["orig_size"])
+    head = await svc.vault.read_all_range(
+        record["orig"], record["orig_hdr"], dek, size, SNIFF_BYTES
+    )
+    sniffed = sniff(head)
+    if sniffed is None:
+        raise MediaRejected("invalid-media", "the upload is not a supported media file")
+    source = svc.vault.open(record["orig"], record["orig_hdr"], dek, size, 0, size)
+    async with normalise_av(source, sniffed, av_limits(svc.settings)) as out:
+        sealed = await svc.vault.seal(out_key, dek, out.chunks)
+        info = out.info
+    return _published(
+        sealed,
+        mime=info.mime,
+        kind=info.kind,
+        width=info.width or 0,
+        height=info.height or 0,
+        duration=f"{info.duration:.3f}",
+    )
 
 
 async def purge(ctx: dict[str, Any], media_id: str) -> str:

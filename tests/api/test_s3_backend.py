@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from typing import Any
 
 from ephemeral.config import Settings
@@ -28,8 +30,11 @@ async def test_photo_flow_on_s3_purges_the_object(
     settings = dataclasses.replace(settings, storage=storage)
     client = await make_client(settings)
     media_id, tokens = await ready_media(client, settings, recipients=["bob", "carol"])
-    listed = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
-    assert len(listed) == 1  # the original is gone once the normalised output is stored
+    deadline = time.monotonic() + 10
+    # The job deletes the original right after it publishes the normalised output.
+    while len(listed := s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])) != 1:
+        assert time.monotonic() < deadline, listed
+        await asyncio.sleep(0.05)
     stored = s3_client.get_object(Bucket=bucket, Key=listed[0]["Key"])["Body"].read()
     assert stored.startswith(b"EMS1")
     for rid in ("bob", "carol"):
