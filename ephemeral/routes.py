@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ephemeral.handlers import content, create, events, media, ops, views
+from ephemeral.viewer import setup_viewer
 
 
 def setup_routes(app: web.Application) -> None:
@@ -26,3 +27,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete("/v1/views/{view_id}", views.close)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
+    setup_viewer(app)
