@@ -20,6 +20,14 @@ async def hmget(redis: Redis, key: str, fields: list[str]) -> list[str | None]:
     return await cast(Awaitable[list[str | None]], redis.hmget(key, fields))
 
 
+async def hset(redis: Redis, key: str, field: str, value: str) -> int:
+    return await cast(Awaitable[int], redis.hset(key, field, value))
+
+
+async def hdel(redis: Redis, key: str, field: str) -> int:
+    return await cast(Awaitable[int], redis.hdel(key, field))
+
+
 async def smembers(redis: Redis, key: str) -> set[str]:
     return await cast(Awaitable[set[str]], redis.smembers(key))
 

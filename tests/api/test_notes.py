@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from ephemeral.config import Settings
+from ephemeral.state import typed
 from ephemeral.state.keys import Keys
 from ephemeral.web_keys import SERVICES
 from tests.api.helpers import lease_auth, member, problem, redeemed, status
@@ -46,8 +47,8 @@ async def test_screenshots_counted_once_per_lease_and_kind(
     # Ten minutes after the end the lease no longer takes reports.
     keys = Keys(settings.redis.prefix)
     lease_key = keys.lease(media_id, view["view_id"])
-    await redis.hset(lease_key, "ended_at", str(int(time.time() * 1000) - 601_000))
-    await redis.hdel(lease_key, "noted:report")
+    await typed.hset(redis, lease_key, "ended_at", str(int(time.time() * 1000) - 601_000))
+    await typed.hdel(redis, lease_key, "noted:report")
     too_late = await client.post(
         f"/v1/views/{view['view_id']}/report", json={}, headers=lease_auth(view)
     )
