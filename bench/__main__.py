@@ -62,6 +62,10 @@ def main() -> None:
         with process(baseline, dict(os.environ), f"http://127.0.0.1:{base_port}/healthz"):
             base_url = f"http://127.0.0.1:{base_port}"
             figures.update(asyncio.run(flows.run_all(work, plain, photo, base_url)))
+    if os.environ.get("BENCH_SKIP_VIDEO") != "1":
+        from bench import transcode
+
+        figures.update(transcode.measure())
     report(figures, size)
 
 
@@ -72,6 +76,12 @@ def report(figures: dict[str, Figure], size: int) -> None:
         ("view: redeem + decrypt + stream", "view", "baseline_view", 0.8),
         ("view vs raw file copy", "view", "raw_copy", None),
         ("redeem rate, one API process", "redeem_rate", "baseline_redeem_rate", 0.5),
+        (
+            "video normalisation, 30 s 1080p (s, lower is better)",
+            "transcode",
+            "baseline_transcode",
+            None,
+        ),
     ]
     lines = [
         f"# ephemeral bench ({platform.machine()}, {os.cpu_count()} cores, "
@@ -81,13 +91,22 @@ def report(figures: dict[str, Figure], size: int) -> None:
         "|---|---|---|---|---|",
     ]
     for label, ours, base, target in rows:
+        if ours not in figures:
+            continue
         o, b = figures[ours], figures[base]
         lines.append(
             f"| {label} | {o.median:.1f} {o.unit} (±{o.spread:.0%}) | {b.median:.1f} {b.unit} "
             f"({b.name}) | {ratio(o, b):.2f}x | {'>= ' + str(target) + 'x' if target else '-'} |"
         )
     lines += ["", "Physical limits in this run:", ""]
-    for key in ("aes_gcm", "raw_copy", "raw_redis_script"):
+    for key in (
+        "aes_gcm",
+        "raw_copy",
+        "raw_redis_script",
+        "remux",
+        "worker_rss_growth",
+        "ffmpeg_rss",
+    ):
         if key in figures:
             f = figures[key]
             lines.append(f"- {f.name}: {f.median:.1f} {f.unit} (±{f.spread:.0%})")

@@ -50,7 +50,18 @@ async def test_a_paused_video_keeps_its_lease_until_closed(
     streams = [r for r in site.seen if r.startswith(f"GET /v1/views/{view['view_id']}/content")]
     assert streams and all("Cookie: __Secure-L_" in r for r in streams)
     assert not any("Authorization" in r for r in streams)
+    # It plays, seeks, pauses past lease_idle and resumes, all within the one view.
+    await page.evaluate(
+        "() => { const v = document.querySelector('video'); v.muted = true; v.play(); }"
+    )
+    await page.wait_for_function("() => document.querySelector('video').currentTime > 0.2")
+    await page.evaluate("() => { document.querySelector('video').currentTime = 1.2; }")
+    await page.wait_for_function(
+        "() => { const v = document.querySelector('video');"
+        " return !v.seeking && v.currentTime >= 1.2; }"
+    )
     await page.evaluate("() => document.querySelector('video').pause()")
+    paused_at = await page.evaluate("() => document.querySelector('video').currentTime")
     await asyncio.sleep(3.5)  # well past lease_idle
     assert sum(url.endswith("/keepalive") for url in tab.urls) >= 2
     alive = await site.client.post(
@@ -58,6 +69,14 @@ async def test_a_paused_video_keeps_its_lease_until_closed(
         headers={"Authorization": f"Lease {view['lease']}"},
     )
     assert alive.status == 200
+    await page.evaluate(
+        "() => { const v = document.querySelector('video'); v.currentTime = 0.1; v.play(); }"
+    )
+    await page.wait_for_function(
+        "() => { const v = document.querySelector('video');"
+        " return !v.paused && v.currentTime > 0.3; }"
+    )
+    assert paused_at >= 1.2
     await page.click("#close")
     assert await tab.state("gone") == "Viewed"
     await lease_is_ended(site, view)
