@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.clips",
     "tests.fixtures.https",
+    "tests.fixtures.corpus",
 ]

@@ -62,11 +62,17 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
     finally:
         stop.set()
         await worker.close()
-        for task in tasks:
+        # The loops see `stop` within a second; cancelling one mid-command would strand its
+        # Redis connection, so they get the chance to finish first.
+        done, pending = await asyncio.wait(tasks, timeout=5)
+        for task in pending:
             task.cancel()
-        for task in tasks:
+        for task in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("%s ended with %r", task.get_name(), task.exception())
 
 
 async def run_standalone(settings: Settings, stop: asyncio.Event) -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import io
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,33 +23,10 @@ from ephemeral.media.errors import MediaRejected
 from ephemeral.media.jobdir import JOB_PREFIX, job_root
 from ephemeral.media.photo import PhotoLimits, normalise_photo
 from ephemeral.media.sniff import MP4, SNIFF_BYTES, sniff
+from tests.fixtures.corpus import CASES, PASSWD
 from tests.media.test_box import MODES
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_corpus.py"
-PASSWD = b"root:x:0:0"  # the first line of /etc/passwd, which the playlists point at
 CONTRACT_CODES = {"invalid-media", "too-long", "too-many-pixels", "no-media-stream"}
-
-
-def _load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("make_corpus", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_corpus"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-CASES: dict[str, Any] = _load_script().CASES
-
-
-@pytest.fixture(scope="session")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("corpus")
-    started = time.monotonic()
-    subprocess.run([sys.executable, str(SCRIPT), str(out)], check=True, timeout=120)
-    assert time.monotonic() - started < 60
-    assert json.loads((out / "manifest.json").read_text()).keys() == CASES.keys()
-    return out
 
 
 def our_jobs() -> str:
