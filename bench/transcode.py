@@ -113,6 +113,7 @@ def measure() -> dict[str, Figure]:
             "baseline_transcode": Figure("plain ffmpeg, the same argv, no box", "s"),
             "remux": Figure("remux of a compliant 30 s 1080p clip", "x real time"),
         }
+        asyncio.run(ours(source, allow_remux=False))  # warm-up: imports, caches
         self_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for _ in range(REPEATS):
             seconds, _, remuxed = asyncio.run(ours(source, allow_remux=False))

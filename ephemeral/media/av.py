@@ -6,20 +6,19 @@ import asyncio
 import collections
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ephemeral.media import errors
 from ephemeral.media.av_args import PRESETS
 from ephemeral.media.box import BoxError, BoxLimits, BoxResult, BoxTimeout, run_boxed_stream
-from ephemeral.media.errors import EXIT_CODES, MediaRejected, RejectCode
+from ephemeral.media.errors import MediaRejected, RejectCode
 from ephemeral.media.probe import DEMUXERS
 from ephemeral.media.sniff import M4A, MP4, SNIFF_BYTES, Sniffed, sniff
 
 _HEADER_MAX = 1024
-_DETAIL_MAX = 200
 _DEPTH = 16  # chunks of ≤ 64 KiB between the box and the consumer: 1 MiB in flight at most
 _DEFAULT_DETAIL: dict[RejectCode, str] = {
     "invalid-media": "not a supported video or voice note",
@@ -225,22 +224,4 @@ async def _body(
 
 
 def rejection(result: BoxResult) -> MediaRejected:
-    """The exit code decides; the child's last stderr line only adds the words."""
-    code = EXIT_CODES.get(result.returncode)
-    if code is None:
-        if result.returncode < 0:
-            try:
-                name = signal.Signals(-result.returncode).name
-            except ValueError:
-                name = f"signal {-result.returncode}"
-            return MediaRejected("processing-failed", f"media processing was killed ({name})")
-        return MediaRejected("processing-failed", f"media processing failed ({result.returncode})")
-    detail = _DEFAULT_DETAIL[code]
-    lines = result.stderr.strip().splitlines()
-    try:
-        said: Any = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        said = None
-    if isinstance(said, dict) and said.get("code") == code and isinstance(said.get("detail"), str):
-        detail = said["detail"][:_DETAIL_MAX]
-    return MediaRejected(code, detail)
+    return errors.rejection(result.returncode, result.stderr, _DEFAULT_DETAIL, "media processing")

@@ -29,7 +29,12 @@ from ephemeral.media.av_args import (
     finalise_argv,
     remux_eligible,
 )
-from ephemeral.media.errors import EXIT_CODES, EXIT_INVALID_MEDIA, EXIT_PROCESSING_FAILED
+from ephemeral.media.errors import (
+    EXIT_INVALID_MEDIA,
+    EXIT_PROCESSING_FAILED,
+    refuse,
+    signal_name,
+)
 from ephemeral.media.probe import (
     Probe,
     Refused,
@@ -102,18 +107,11 @@ def run_tool(
     tail = _log_tail()
     if proc.returncode < 0:  # RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE: the box, not the input
         raise Refused(
-            EXIT_PROCESSING_FAILED, f"{what} was killed ({_signal_name(-proc.returncode)})"
+            EXIT_PROCESSING_FAILED, f"{what} was killed ({signal_name(-proc.returncode)})"
         )
     if proc.returncode != 0 and any(word in tail for word in _BOX_WORDS):
         raise Refused(EXIT_PROCESSING_FAILED, f"{what} ran out of room")
     return proc.returncode
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _log_tail() -> bytes:
@@ -245,20 +243,13 @@ def main(argv: list[str]) -> NoReturn:
         receive(INPUT)
         header = process(args, deadline)
     except Refused as exc:
-        _refuse(exc.exit_code, exc.detail)
+        refuse(exc.exit_code, exc.detail)
     except MemoryError:
-        _refuse(EXIT_PROCESSING_FAILED, "out of memory")
+        refuse(EXIT_PROCESSING_FAILED, "out of memory")
     except Exception as exc:
-        _refuse(EXIT_PROCESSING_FAILED, f"unexpected {type(exc).__name__}")
+        refuse(EXIT_PROCESSING_FAILED, f"unexpected {type(exc).__name__}")
     send(header)
     sys.exit(0)
-
-
-def _refuse(exit_code: int, detail: str) -> NoReturn:
-    line = json.dumps({"code": EXIT_CODES[exit_code], "detail": detail})
-    sys.stderr.write("\n" + line + "\n")
-    sys.stderr.flush()
-    sys.exit(exit_code)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from ephemeral.media import errors
 from ephemeral.media.box import BoxError, BoxLimits, BoxResult, BoxTimeout, run_boxed
-from ephemeral.media.errors import EXIT_CODES, MediaRejected, RejectCode
+from ephemeral.media.errors import MediaRejected, RejectCode
 from ephemeral.media.sniff import SNIFF_BYTES, sniff
 
 _HEADER_MAX = 1024
-_DETAIL_MAX = 200
 _OUTPUT_MIMES = frozenset({"image/jpeg", "image/png"})
 _DEFAULT_DETAIL: dict[RejectCode, str] = {
     "invalid-media": "not a supported image (JPEG, PNG, WebP, HEIC, GIF)",
@@ -62,29 +61,7 @@ async def normalise_photo(plaintext: bytes, limits: PhotoLimits) -> NormalisedMe
 
 
 def _rejection(result: BoxResult) -> MediaRejected:
-    """The exit code decides; the child's last stderr line only adds the words."""
-    code = EXIT_CODES.get(result.returncode)
-    if code is None or code not in _DEFAULT_DETAIL:
-        if result.returncode < 0:
-            name = _signal_name(-result.returncode)
-            return MediaRejected("processing-failed", f"photo processing was killed ({name})")
-        return MediaRejected("processing-failed", f"photo processing failed ({result.returncode})")
-    detail = _DEFAULT_DETAIL[code]
-    lines = result.stderr.strip().splitlines()
-    try:
-        said: Any = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        said = None
-    if isinstance(said, dict) and said.get("code") == code and isinstance(said.get("detail"), str):
-        detail = said["detail"][:_DETAIL_MAX]
-    return MediaRejected(code, detail)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
+    return errors.rejection(result.returncode, result.stderr, _DEFAULT_DETAIL, "photo processing")
 
 
 def _parse_output(stdout: bytes, limits: PhotoLimits) -> NormalisedMedia:

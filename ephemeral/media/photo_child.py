@@ -17,10 +17,10 @@ import pillow_heif
 from PIL import Image, ImageCms, ImageOps
 
 from ephemeral.media.errors import (
-    EXIT_CODES,
     EXIT_INVALID_MEDIA,
     EXIT_PROCESSING_FAILED,
     EXIT_TOO_MANY_PIXELS,
+    refuse,
 )
 
 FORMATS = ["JPEG", "PNG", "WEBP", "GIF", "HEIF"]  # the allow-list; HEIF is pillow-heif's
@@ -147,23 +147,16 @@ def main(argv: list[str]) -> NoReturn:
         data = sys.stdin.buffer.read()
         mime, im, body = normalise(data, args.max_pixels, args.max_side, args.quality)
     except Refused as exc:
-        _refuse(exc.exit_code, exc.detail)
+        refuse(exc.exit_code, exc.detail)
     except MemoryError:
-        _refuse(EXIT_PROCESSING_FAILED, "out of memory")
+        refuse(EXIT_PROCESSING_FAILED, "out of memory")
     except Exception as exc:
-        _refuse(EXIT_PROCESSING_FAILED, f"unexpected {type(exc).__name__}")
+        refuse(EXIT_PROCESSING_FAILED, f"unexpected {type(exc).__name__}")
     header = {"mime": mime, "width": im.width, "height": im.height, "size": len(body)}
     sys.stdout.buffer.write(json.dumps(header).encode() + b"\n")
     sys.stdout.buffer.write(body)
     sys.stdout.buffer.flush()
     sys.exit(0)
-
-
-def _refuse(exit_code: int, detail: str) -> NoReturn:
-    line = json.dumps({"code": EXIT_CODES[exit_code], "detail": detail})
-    sys.stderr.write("\n" + line + "\n")
-    sys.stderr.flush()
-    sys.exit(exit_code)
 
 
 if __name__ == "__main__":
