@@ -69,6 +69,12 @@ def main() -> None:
     report(figures, size)
 
 
+def _target(figure: Figure, target: float | None) -> str:
+    if target is None:
+        return "-"
+    return f"<= {target}x" if figure.unit == "s" else f">= {target}x"
+
+
 def report(figures: dict[str, Figure], size: int) -> None:
     rows = [
         ("upload ingest (multipart, encrypted, stored)", "upload", "baseline_upload", 0.7),
@@ -80,7 +86,7 @@ def report(figures: dict[str, Figure], size: int) -> None:
             "video normalisation, 30 s 1080p (s, lower is better)",
             "transcode",
             "baseline_transcode",
-            None,
+            1.1,
         ),
     ]
     lines = [
@@ -96,9 +102,16 @@ def report(figures: dict[str, Figure], size: int) -> None:
         o, b = figures[ours], figures[base]
         lines.append(
             f"| {label} | {o.median:.1f} {o.unit} (±{o.spread:.0%}) | {b.median:.1f} {b.unit} "
-            f"({b.name}) | {ratio(o, b):.2f}x | {'>= ' + str(target) + 'x' if target else '-'} |"
+            f"({b.name}) | {ratio(o, b):.2f}x | {_target(o, target)} |"
         )
-    lines += ["", "Physical limits in this run:", ""]
+    lines += [
+        "",
+        "The view is measured on a large object sealed directly with the worker's own vault code,",
+        "since normalisation would shrink a real photo; ingest runs on an API with no worker.",
+        "",
+        "Physical limits in this run:",
+        "",
+    ]
     for key in (
         "aes_gcm",
         "raw_copy",

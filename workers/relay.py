@@ -15,6 +15,7 @@ from ephemeral.events import RETENTION_MS, SENDER_HIDDEN, envelope
 from ephemeral.services import Services
 from ephemeral.state import typed
 from ephemeral.state.keys import LIVE_SHARDS
+from workers.pace import pause
 
 log = logging.getLogger("workers.relay")
 BATCH = 500
@@ -87,7 +88,4 @@ async def run_relay(svc: Services, stop: asyncio.Event, interval: float = 0.1) -
             await relay_once(svc)
         except Exception as exc:
             log.warning("relay pass failed: %s", type(exc).__name__)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
+        await pause(stop, interval)

@@ -7,6 +7,7 @@ import logging
 import time
 
 from ephemeral.services import Services
+from workers.pace import pause
 
 log = logging.getLogger("workers.sweeper")
 
@@ -34,7 +35,4 @@ async def run_sweeper(svc: Services, stop: asyncio.Event) -> None:
                 last_prune = time.monotonic()
         except Exception as exc:
             log.warning("sweep failed: %s", type(exc).__name__)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
+        await pause(stop, interval)

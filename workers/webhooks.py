@@ -20,6 +20,7 @@ from typing import Any, cast
 from redis.exceptions import ResponseError
 
 from ephemeral.services import Services
+from workers.pace import pause
 from workers.webhook_delivery import (
     Endpoint,
     Job,
@@ -70,13 +71,6 @@ Entries = list[tuple[str, dict[str, str] | None]]
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
 
 
 class Dispatcher:
@@ -261,7 +255,7 @@ class Dispatcher:
             except Exception as exc:
                 ready = ready and "NOGROUP" not in str(exc)  # the stream was deleted: re-create
                 log.warning("webhook pass failed: %s", type(exc).__name__)
-                await _pause(stop, 1.0)
+                await pause(stop, 1.0)
 
     async def retry_loop(self, stop: asyncio.Event) -> None:
         interval = min(1.0, max(0.05, self.settings.first_retry / 4))
@@ -271,7 +265,7 @@ class Dispatcher:
                     continue  # more are due: no pause
             except Exception as exc:
                 log.warning("webhook retry pass failed: %s", type(exc).__name__)
-            await _pause(stop, interval)
+            await pause(stop, interval)
 
 
 async def run_webhooks(svc: Services, stop: asyncio.Event) -> None:

@@ -93,9 +93,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     await _claim_slot(svc, sender, slot)
     settings = svc.settings.events
     try:
-        async with sse_response(
-            request, ping_interval=settings.sse_heartbeat, headers={"Cache-Control": "no-store"}
-        ) as sse:
+        # aiohttp-sse sends Cache-Control: no-cache itself; events carry no token or content.
+        async with sse_response(request, ping_interval=settings.sse_heartbeat) as sse:
             if snapshot is not None:
                 await sse.send(json.dumps(snapshot), event="snapshot")
             while sse.is_connected():
