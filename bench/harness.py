@@ -9,6 +9,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -113,3 +114,68 @@ def file_of(path: Path, size: int) -> Path:
                 handle.write(chunk)
                 remaining -= len(chunk)
     return path
+
+
+@contextlib.contextmanager
+def spawned(
+    argv: list[str], env: dict[str, str], health: str | None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Like `process`, but yields the child so its pid can be inspected (RSS, for one)."""
+    proc = subprocess.Popen(
+        argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        if health:
+            wait_http(health)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def rss_mib(pid: int) -> float:
+    """Current resident set size of a process, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class RssPeak:
+    """Samples a process's VmRSS every `interval` seconds in a thread; `growth` is the peak
+    seen while running minus the idle value read on entry, in MiB."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid, self.interval = pid, interval
+        self.idle = self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_mib(self.pid))
+
+    def __enter__(self) -> RssPeak:
+        self.idle = self.peak = rss_mib(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mib(self.pid))
+
+    @property
+    def growth(self) -> float:
+        return self.peak - self.idle
+
+
+def percentile(samples: list[float], pct: int) -> float:
+    """The pct-th percentile (1..99) by the inclusive method of `statistics.quantiles`."""
+    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
