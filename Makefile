@@ -2,7 +2,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap run test lint bench clean lock
+.PHONY: bootstrap run test lint bench bench-quick clean lock
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -20,6 +20,10 @@ lint: bootstrap
 
 bench: bootstrap
 	$(VENV)/python -m bench
+
+# The core paths only, two runs each: a minute or so, for development.
+bench-quick: bootstrap
+	BENCH_REPEATS=2 BENCH_SKIP=delivery,rates,video $(VENV)/python -m bench
 
 lock:
 	uv pip compile pyproject.toml --python-version 3.11 -o requirements.lock

@@ -79,6 +79,11 @@ def main() -> None:
     report(figures, size)
 
 
+def _num(value: float) -> str:
+    """Whole numbers from 100 up, three significant digits below: 1,456 and 0.0427."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _target(figure: Figure, target: float | None) -> str:
     if target is None:
         return "-"
@@ -125,7 +130,7 @@ def report(figures: dict[str, Figure], size: int) -> None:
             continue
         o, b = figures[ours], figures[base]
         lines.append(
-            f"| {label} | {o.median:.1f} {o.unit} (±{o.spread:.0%}) | {b.median:.1f} {b.unit} "
+            f"| {label} | {_num(o.median)} {o.unit} (±{o.spread:.0%}) | {_num(b.median)} {b.unit} "
             f"({b.name}) | {ratio(o, b):.2f}x | {_target(o, target)} |"
         )
     lines += [
@@ -156,7 +161,7 @@ def report(figures: dict[str, Figure], size: int) -> None:
     ):
         if key in figures:
             f = figures[key]
-            lines.append(f"- {f.name}: {f.median:.1f} {f.unit} (±{f.spread:.0%})")
+            lines.append(f"- {f.name}: {_num(f.median)} {f.unit} (±{f.spread:.0%})")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     payload: dict[str, Any] = {k: {"name": f.name, **f.as_dict()} for k, f in figures.items()}
