@@ -23,7 +23,7 @@ bench: bootstrap
 
 # The core paths only, two runs each: a minute or so, for development.
 bench-quick: bootstrap
-	BENCH_REPEATS=2 BENCH_SKIP=delivery,rates,video $(VENV)/python -m bench
+	BENCH_REPEATS=2 BENCH_SKIP=delivery,rates,video BENCH_RESULT_NAME=quick $(VENV)/python -m bench
 
 lock:
 	uv pip compile pyproject.toml --python-version 3.11 -o requirements.lock

@@ -163,9 +163,11 @@ def report(figures: dict[str, Figure], size: int) -> None:
             f = figures[key]
             lines.append(f"- {f.name}: {_num(f.median)} {f.unit} (±{f.spread:.0%})")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
+    # bench-quick writes quick.*, so a development run never replaces the full results.
+    name = os.environ.get("BENCH_RESULT_NAME", "latest")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     payload: dict[str, Any] = {k: {"name": f.name, **f.as_dict()} for k, f in figures.items()}
-    (RESULTS / "latest.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     print("\n".join(lines))
 
 

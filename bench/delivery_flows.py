@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from bench.flows import Api, seal_large, small_jpeg
-from bench.harness import Figure, RssPeak, curl_seconds, percentile
+from bench.harness import Figure, RssPeak, curl_seconds, curl_upload_args, percentile
 from ephemeral.config import Settings
 
 if TYPE_CHECKING:
@@ -154,17 +153,7 @@ def rss_upload_figure(
     name: str, url: str, token: str, photo: Path, pid: int, repeats: int
 ) -> Figure:
     """Peak RSS growth of the API process during a curl -F upload (no worker runs)."""
-    meta = "meta=" + json.dumps({"recipients": ["bob"]}) + ";type=application/json"
-    args = [
-        *CURL_LIMIT,
-        "-H",
-        f"Authorization: Bearer {token}",
-        "-F",
-        meta,
-        "-F",
-        f"file=@{photo}",
-        f"{url}/v1/media",
-    ]
+    args = [*CURL_LIMIT, *curl_upload_args(url, token, photo)]
 
     def once() -> float:
         with RssPeak(pid) as peak:

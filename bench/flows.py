@@ -14,7 +14,15 @@ from typing import Any
 import aiohttp
 from PIL import Image
 
-from bench.harness import REPEATS, Figure, curl_seconds, free_port, process, python
+from bench.harness import (
+    REPEATS,
+    Figure,
+    curl_seconds,
+    curl_upload_args,
+    free_port,
+    process,
+    python,
+)
 from ephemeral.config import RedisSettings, Settings
 from ephemeral.crypto import keys as kc
 from ephemeral.embedded_redis import EmbeddedRedis
@@ -166,17 +174,7 @@ async def run_all(work: Path, plain: Path, photo: Path, base_url: str) -> dict[s
         # Ingest is measured before processing, as issue #8 defines it: an API without a worker.
         with process([python(), "-m", "ephemeral", "serve", "--no-worker"], env, f"{url}/healthz"):
             figures["upload"] = _curl_figure(
-                "our upload",
-                size,
-                [
-                    "-H",
-                    f"Authorization: Bearer {token}",
-                    "-F",
-                    meta,
-                    "-F",
-                    f"file=@{photo}",
-                    f"{url}/v1/media",
-                ],
+                "our upload", size, curl_upload_args(url, token, photo)
             )
         figures["baseline_upload"] = _curl_figure(
             "bare aiohttp multipart to file",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -179,3 +180,19 @@ class RssPeak:
 def percentile(samples: list[float], pct: int) -> float:
     """The pct-th percentile (1..99) by the inclusive method of `statistics.quantiles`."""
     return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
+
+
+def curl_upload_args(
+    url: str, token: str, file: Path, recipients: tuple[str, ...] = ("bob",)
+) -> list[str]:
+    """A one-step upload as curl sends it: the meta part first, then the file."""
+    meta = "meta=" + json.dumps({"recipients": list(recipients)}) + ";type=application/json"
+    return [
+        "-H",
+        f"Authorization: Bearer {token}",
+        "-F",
+        meta,
+        "-F",
+        f"file=@{file}",
+        f"{url}/v1/media",
+    ]

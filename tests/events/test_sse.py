@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import jwt
 from aiohttp.test_utils import TestClient
 
 from ephemeral.config import Settings
 from tests.api.helpers import lease_auth, problem
-from tests.api.test_views import ready_media
-from tests.fixtures.core import JWT_KEY, auth
+from tests.api.test_views import forge, ready_media
+from tests.fixtures.core import auth
 from tests.fixtures.processes import api_processes
 
 
@@ -123,17 +122,7 @@ async def test_stream_closes_when_the_jwt_expires(
     client: TestClient[Any, Any], settings: Settings
 ) -> None:
     now = int(time.time())
-    short = jwt.encode(
-        {
-            "sub": "alice",
-            "aud": settings.auth.audience,
-            "iss": settings.auth.issuer,
-            "iat": now,
-            "exp": now + 2,
-        },
-        JWT_KEY,
-        algorithm="HS256",
-    )
+    short = forge(settings, iat=now, exp=now + 2)
     started = time.monotonic()
     response = await client.get("/v1/events", headers={"Authorization": f"Bearer {short}"})
     assert response.status == 200
