@@ -72,21 +72,8 @@ def wait_http(url: str, limit: float = 30.0) -> None:
 
 @contextlib.contextmanager
 def process(argv: list[str], env: dict[str, str], health: str | None) -> Iterator[None]:
-    proc = subprocess.Popen(
-        argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        if health:
-            wait_http(health)
+    with spawned(argv, env, health):
         yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def curl_seconds(args: list[str]) -> float:
