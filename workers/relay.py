@@ -25,6 +25,8 @@ FULL_SCAN_SECONDS = 60.0
 
 async def relay_media(svc: Services, media_id: str) -> int:
     k, redis = svc.keys, svc.redis
+    if not await redis.exists(k.media(media_id)):
+        return 0  # a discarded upload's mark: no record, no outbox, and no lock left behind
     if not await redis.set(k.relay_lock(media_id), "1", nx=True, px=LOCK_MS):
         return 0  # another relay has it; it will see what we would have
     try:
@@ -71,11 +73,10 @@ def _score_text(score: float) -> str:
 async def full_scan(svc: Services) -> None:
     """The backstop for a mark lost in a crash: every live media is looked at now and then."""
     for shard in range(LIVE_SHARDS):
-        members = await svc.redis.zrange(svc.keys.live_due(shard), 0, -1)
-        async with svc.redis.pipeline(transaction=False) as pipe:
-            for member in members:
-                pipe.zincrby(svc.keys.relay_pending(shard), 1, member)
-            await pipe.execute()
+        due, pending = svc.keys.live_due(shard), svc.keys.relay_pending(shard)
+        members = await svc.redis.zrange(due, 0, -1)
+        for start in range(0, len(members), BATCH):
+            await svc.scripts.run("remark", [due, pending], members[start : start + BATCH])
 
 
 async def run_relay(svc: Services, stop: asyncio.Event, interval: float = 0.1) -> None:

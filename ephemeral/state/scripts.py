@@ -27,6 +27,7 @@ NAMES = (
     "lease_note",
     "unmark",
     "relayed",
+    "remark",
 )
 
 
