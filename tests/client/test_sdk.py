@@ -1,0 +1,202 @@
+"""The Python SDK against a real server process: send, status, watch, open, errors, unsend."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import os
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from ephemeral.client import (
+    Client,
+    Event,
+    Gone,
+    InvalidField,
+    MediaStatus,
+    NotFound,
+    PayloadTooLarge,
+    RecipientClient,
+    SentMedia,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from tests.client.conftest import Service, noisy_jpeg
+
+
+async def ready(client: Client, media_id: str, limit: float = 60) -> MediaStatus:
+    async with asyncio.timeout(limit):
+        while (status := await client.status(media_id)).state == "processing":
+            await asyncio.sleep(0.1)
+    return status
+
+
+async def test_send_streams_with_progress_and_status_is_typed(
+    service: Service, tmp_path: Path
+) -> None:
+    photo = noisy_jpeg(tmp_path / "holiday.jpg")
+    size = photo.stat().st_size
+    calls: list[tuple[int, int]] = []
+    async with Client(service.url, service.token()) as client:
+        sent = await client.send(
+            photo,
+            to=["bob", "carol", "dave"],
+            views=2,
+            expires_in=3600,
+            caption="from the beach",
+            progress=lambda done, total: calls.append((done, total)),
+        )
+        status = await ready(client, sent.id)
+    assert size > 3 * 256 * 1024  # several chunks, so several calls
+    assert len(calls) >= 4 and calls[-1] == (size, size)
+    assert all(total == size for _, total in calls)
+    assert all(a[0] < b[0] for a, b in itertools.pairwise(calls))
+    assert isinstance(sent, SentMedia) and sent.state == "processing" and sent.views == 2
+    assert [r.id for r in sent.recipients] == ["bob", "carol", "dave"]
+    assert all(f"/v/{r.token.split('.')[0]}#" in r.url for r in sent.recipients)
+    assert isinstance(sent.created_at, datetime) and sent.expires_at is not None
+    assert round((sent.expires_at - sent.created_at).total_seconds()) == 3600
+    assert "token" not in repr(sent.recipients[0]) and sent.recipients[0].token not in repr(sent)
+    assert isinstance(status, MediaStatus) and status.state == "ready" and status.kind == "image"
+    assert status.counts["sent"] == 3 and not status.terminal
+    assert [(m.id, m.status, m.views_left) for m in status.recipients] == [
+        ("bob", "sent", 2),
+        ("carol", "sent", 2),
+        ("dave", "sent", 2),
+    ]
+
+
+async def collect(events: list[Event], stream: AsyncIterator[Event]) -> None:
+    async for event in stream:
+        events.append(event)
+
+
+async def wait_for(events: list[Event], kind: str, limit: float = 20) -> None:
+    async with asyncio.timeout(limit):
+        while not any(e.type == kind for e in events):
+            await asyncio.sleep(0.05)
+
+
+async def test_watch_in_order_and_open_streams_what_the_service_serves(
+    service: Service, tmp_path: Path
+) -> None:
+    async with Client(service.url, service.token()) as client:
+        sent = await client.send(noisy_jpeg(tmp_path / "a.jpg", 300), to=["bob"], views=2)
+        await ready(client, sent.id)
+        events: list[Event] = []
+        watcher = asyncio.create_task(collect(events, client.watch(sent.id)))
+        await wait_for(events, "snapshot")
+        link = sent.recipients[0].url
+        async with RecipientClient(device="laptop") as recipient:
+            peek = await recipient.peek(link)
+            async with recipient.open(link) as view:
+                chunks = [chunk async for chunk in view.chunks(4096)]
+                lease = view.info.lease
+                content_url = view.info.content_url
+            got = b"".join(chunks)
+            # The second view, fetched by hand: the same bytes the SDK streamed.
+            async with aiohttp.ClientSession() as session:
+                answer = await session.post(
+                    f"{service.url}/v1/views", json={"token": sent.recipients[0].token}
+                )
+                replay = await answer.json()
+                served = await session.get(
+                    replay["content_url"], headers={"Authorization": f"Lease {replay['lease']}"}
+                )
+                expected = await served.read()
+                ended = await session.get(content_url, headers={"Authorization": f"Lease {lease}"})
+                ended_body = await ended.json()
+        await wait_for(events, "recipient.replayed")
+        watcher.cancel()
+    assert peek.state == "ready" and peek.views_left == 2 and peek.capture == "notify"
+    assert got == expected and len(got) == view.info.size and len(chunks) > 1
+    assert view.info.mime == "image/jpeg" and view.info.views_left == 1
+    assert Image.open(io.BytesIO(got)).size == (300, 300)
+    # Leaving the block ended the first lease (the replay would have too: so check the code).
+    assert ended.status == 410 and ended_body["code"] == "lease-ended"
+    snapshot = events[0].snapshot
+    assert events[0].type == "snapshot" and snapshot is not None and snapshot.id == sent.id
+    kinds = [e.type for e in events[1:] if e.type != "media.ready"]
+    assert kinds == ["recipient.delivered", "recipient.opened", "recipient.replayed"]
+    opened = next(e for e in events if e.type == "recipient.opened")
+    assert opened.recipient == "bob" and opened.media_id == sent.id and opened.id
+    assert opened.data["device"] == "laptop" and isinstance(opened.timestamp, datetime)
+    seqs = [e.seq or 0 for e in events[1:]]
+    assert seqs == sorted(seqs) and 0 not in seqs
+
+
+async def test_problems_become_typed_exceptions(service: Service, tmp_path: Path) -> None:
+    photo = noisy_jpeg(tmp_path / "p.jpg", 64)
+    async with Client(service.url, service.token()) as client:
+        with pytest.raises(NotFound) as missing:
+            await client.status("m_nothing_here_at_all_x")
+        with pytest.raises(InvalidField) as own:
+            await client.send(photo, to=["alice"])
+        text = tmp_path / "notes.txt"
+        text.write_text("not a photo\n" * 100)
+        with pytest.raises(UnsupportedMediaType) as unsupported:
+            await client.send(text, to=["bob"])
+        sent = await client.send(photo, to=["bob", "carol"])
+        await ready(client, sent.id)
+        await client.revoke(sent.id, "carol")
+        await client.unsend(sent.id)
+        await client.unsend(sent.id)  # repeatable
+        status = await client.status(sent.id)
+    async with Client(service.url, "not-a-jwt") as stranger:
+        with pytest.raises(Unauthorized) as unauthorized:
+            await stranger.status(sent.id)
+    async with RecipientClient() as recipient:
+        with pytest.raises(Gone) as unsent:
+            async with recipient.open(sent.recipients[0].url):
+                pass
+        with pytest.raises(NotFound):
+            await recipient.peek(sent.recipients[0].url[:-3] + "AAA")
+    assert missing.value.status == 404 and missing.value.code == "not-found"
+    assert missing.value.detail and missing.value.instance
+    assert own.value.status == 422 and own.value.errors[0]["pointer"].startswith("/recipients")
+    assert unsupported.value.code == "unsupported-media-type"
+    assert unauthorized.value.code == "unauthorized" and unauthorized.value.status == 401
+    assert unsent.value.code == "revoked" and unsent.value.status == 410
+    assert status.state == "revoked" and status.terminal
+    assert {m.id: m.revoked_reason for m in status.recipients} == {
+        "bob": "unsent",
+        "carol": "removed",
+    }
+
+
+async def test_an_oversized_file_is_refused_before_its_bytes_are_sent(
+    service: Service, tmp_path: Path
+) -> None:
+    big = tmp_path / "huge.mp4"
+    with big.open("wb") as handle:  # sparse: nothing is written, nothing could be read whole
+        handle.truncate(2 * 1024**3)
+    calls: list[int] = []
+    async with Client(service.url, service.token()) as client:
+        with pytest.raises(PayloadTooLarge) as refused:
+            await client.send(big, to=["bob"], progress=lambda done, _: calls.append(done))
+    assert refused.value.status == 413 and refused.value.code == "payload-too-large"
+    assert calls == []  # Expect: 100-continue: refused from the headers
+
+
+async def test_open_retries_a_lost_answer_without_spending_a_second_view(
+    service: Service, tmp_path: Path
+) -> None:
+    """A redeem whose answer is lost is retried with the same redeem_id: one view, not two."""
+    async with Client(service.url, service.token()) as client:
+        sent = await client.send(noisy_jpeg(tmp_path / "r.jpg", 64), to=["bob"], views=2)
+        await ready(client, sent.id)
+    async with RecipientClient() as recipient:
+        base, token = service.url, sent.recipients[0].token
+        redeem_id = os.urandom(16).hex()[:22]
+        first = await recipient.redeem(base, token, redeem_id, wait=0)
+        again = await recipient.redeem(base, token, redeem_id, wait=0)
+    async with Client(service.url, service.token()) as client:
+        bob = (await client.status(sent.id)).member("bob")
+    assert again.view_id == first.view_id and again.lease == first.lease
+    assert bob.views_used == 1 and bob.views_left == 1
