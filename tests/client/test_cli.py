@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from ephemeral.cli import main
 from tests.client.conftest import Service, noisy_jpeg
 
 
@@ -145,3 +148,24 @@ def test_status_watch_follows_the_group_until_purge(service: Service, tmp_path: 
     ]
     # It stopped by itself once the status said purged (with or without media.purged shown).
     assert {e[1] for e in events} <= {"media.ready", "media.purged", *(s[0] for s in seen)}
+
+
+def test_usage_mistakes_are_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("EPHEMERAL_TOKEN", raising=False)
+    photo = noisy_jpeg(tmp_path / "p.jpg", 32)
+    assert main(["send", str(photo), "--to", "bob"]) == 2
+    assert "EPHEMERAL_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("EPHEMERAL_TOKEN", "x")
+    assert main(["send", str(tmp_path / "missing.jpg"), "--to", "bob"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    existing = tmp_path / "there.jpg"
+    existing.write_bytes(b"mine")
+    link = f"http://127.0.0.1:9/v/{'A' * 22}#{'b' * 43}"
+    assert main(["open", link, "-o", str(existing)]) == 3  # refused before any request
+    assert "exists" in capsys.readouterr().err and existing.read_bytes() == b"mine"
+    assert main(["open", "https://example.com/nothing", "-o", str(tmp_path / "x")]) == 1
+    assert "not an ephemeral link" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["send", str(photo), "--to", "bob", "--expires", "soon"])

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from ephemeral.auth import Authenticator
 from ephemeral.client import (
     Client,
     Event,
@@ -28,6 +29,7 @@ from ephemeral.client import (
     UnsupportedMediaType,
 )
 from tests.client.conftest import Service, noisy_jpeg
+from tests.fixtures.core import JWT_KEY
 
 
 async def ready(client: Client, media_id: str, limit: float = 60) -> MediaStatus:
@@ -200,3 +202,57 @@ async def test_open_retries_a_lost_answer_without_spending_a_second_view(
         bob = (await client.status(sent.id)).member("bob")
     assert again.view_id == first.view_id and again.lease == first.lease
     assert bob.views_used == 1 and bob.views_left == 1
+
+
+async def test_watch_outlives_its_token_and_resumes_without_loss(
+    service: Service, tmp_path: Path
+) -> None:
+    """The service closes a stream at the JWT's exp; watch reconnects with a fresh token from
+    the provider and Last-Event-ID, so an open during the gap is neither lost nor repeated."""
+    authority = Authenticator(service.settings, JWT_KEY)
+    minted: list[str] = []
+
+    def short_lived() -> str:
+        minted.append(authority.mint("alice", lifetime=2))
+        return minted[-1]
+
+    async with Client(service.url, service.token()) as client:
+        sent = await client.send(noisy_jpeg(tmp_path / "w.jpg", 64), to=["bob", "carol", "dave"])
+        await ready(client, sent.id)
+    events: list[Event] = []
+    async with Client(service.url, short_lived) as watcher, RecipientClient() as recipient:
+        task = asyncio.create_task(collect(events, watcher.watch(sent.id)))
+        await wait_for(events, "snapshot")
+        async with recipient.open(sent.recipients[0].url) as view:
+            await view.read()
+        await wait_for(events, "recipient.opened")
+        async with asyncio.timeout(20):  # the first stream ends at its token's exp
+            while len(minted) < 2:
+                await asyncio.sleep(0.05)
+        async with recipient.open(sent.recipients[1].url) as view:
+            await view.read()
+        async with asyncio.timeout(20):
+            while sum(e.type == "recipient.opened" for e in events) < 2:
+                await asyncio.sleep(0.05)
+        task.cancel()
+        # Offline meanwhile: resuming from the last id seen gives what happened since.
+        last_seen = [e.id for e in events if e.id][-1]
+        await client_revoke(service, sent.id, "dave")
+        resumed = watcher.watch(sent.id, last_event_id=last_seen)
+        later: list[Event] = []
+        async with asyncio.timeout(20):
+            async for event in resumed:
+                later.append(event)
+                if event.type == "recipient.revoked":
+                    break
+    opened = [e.recipient for e in events if e.type == "recipient.opened"]
+    assert opened == ["bob", "carol"]  # each once: the resumed stream starts after the last id
+    assert sum(e.type == "snapshot" for e in events) >= 2
+    ids = [e.id for e in events if e.id]
+    assert len(ids) == len(set(ids))
+    assert next(e for e in later if e.type != "snapshot").recipient == "dave"
+
+
+async def client_revoke(service: Service, media_id: str, rid: str) -> None:
+    async with Client(service.url, service.token()) as client:
+        await client.revoke(media_id, rid)
