@@ -14,7 +14,6 @@ from typing import Any
 from ephemeral.client import display
 from ephemeral.client.display import Output
 from ephemeral.client.errors import ClientError, ProblemError
-from ephemeral.client.models import MediaStatus
 from ephemeral.client.recipient import RecipientClient
 from ephemeral.client.saving import Refused, save_view
 from ephemeral.client.sender import Client
@@ -23,6 +22,7 @@ from ephemeral.client.watching import watch_status
 COMMANDS = frozenset({"send", "status", "unsend", "revoke", "open"})
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+WAIT_LIMIT = 900  # seconds `send --wait` waits for processing
 EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
 
 
@@ -99,7 +99,8 @@ async def _send(args: argparse.Namespace, out: Output) -> int:
     if not args.file.is_file():
         raise UsageError(f"no such file: {args.file}")
     async with _sender(args) as client:
-        progress = display.TransferBar(out.err, "uploading") if out.tty else None
+        size = args.file.stat().st_size
+        progress = display.TransferBar(out.err, "uploading", size) if out.tty else None
         with progress or contextlib.nullcontext():
             sent = await client.send(
                 args.file,
@@ -112,7 +113,8 @@ async def _send(args: argparse.Namespace, out: Output) -> int:
                 progress=progress.update if progress else None,
             )
         if args.wait:
-            ready = await _wait_ready(client, sent.id)
+            async with asyncio.timeout(WAIT_LIMIT):
+                ready = await client.wait_ready(sent.id)
             if ready.state != "ready":
                 detail = f"{ready.error.code}: {ready.error.detail}" if ready.error else ""
                 out.note(f"ephemeral: {sent.id} {ready.state} {detail}".rstrip())
@@ -123,16 +125,6 @@ async def _send(args: argparse.Namespace, out: Output) -> int:
     else:
         out.result(display.sent_table(sent), display.sent_plain(sent))
     return 0
-
-
-async def _wait_ready(client: Client, media_id: str, limit: float = 600) -> MediaStatus:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while True:
-        status = await client.status(media_id)
-        if status.state != "processing" or loop.time() > deadline:
-            return status
-        await asyncio.sleep(0.3)
 
 
 async def _status(args: argparse.Namespace, out: Output) -> int:
@@ -195,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except ClientError as exc:
         out.note(f"ephemeral: {exc}")
+        return EXIT_FAILED
+    except TimeoutError:
+        out.note("ephemeral: gave up waiting for the service")
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

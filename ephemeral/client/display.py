@@ -57,7 +57,7 @@ class Output:
 
     def result(self, rich: Any, plain: str) -> None:
         if self.tty:
-            self.out.print(rich)
+            self.out.print(rich, soft_wrap=True)
         else:
             print(plain, flush=True)
 
@@ -68,7 +68,7 @@ class Output:
 class TransferBar:
     """A rich progress bar for one upload or download; `update` is a Progress callback."""
 
-    def __init__(self, console: Console, label: str) -> None:
+    def __init__(self, console: Console, label: str, total: int | None = None) -> None:
         self._bar = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -78,7 +78,7 @@ class TransferBar:
             console=console,
             transient=False,
         )
-        self._task = self._bar.add_task(label, total=None)
+        self._task = self._bar.add_task(label, total=total)
 
     def update(self, done: int, total: int) -> None:
         self._bar.update(self._task, completed=done, total=total)
@@ -94,6 +94,15 @@ class TransferBar:
 def when(value: datetime | None) -> str:
     """Local time, to the second: what a person reading the table wants."""
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def short(value: datetime | None) -> str:
+    """A table cell: the time alone for today, with the date otherwise."""
+    if value is None:
+        return ""
+    local = value.astimezone()
+    today = datetime.now().astimezone().date()
+    return local.strftime("%H:%M:%S" if local.date() == today else "%b %d %H:%M")
 
 
 def iso(value: datetime | None) -> str:
@@ -126,14 +135,19 @@ def sent_plain(sent: SentMedia) -> str:
     return "\n".join(lines)
 
 
-def sent_table(sent: SentMedia) -> Table:
-    expires = f", unopened links expire {when(sent.expires_at)}" if sent.expires_at else ""
-    table = Table(title=f"{sent.id} — {sent.state}{expires}", title_justify="left")
-    table.add_column("recipient", style="bold")
-    table.add_column("one-shot link (hand it to them; it is shown only now)", overflow="fold")
+def sent_table(sent: SentMedia) -> Text:
+    """Links are printed whole, one a line, never folded: they are for copying."""
+    text = Text(f"{sent.id}", style="bold")
+    text.append(f"  {sent.state}", style="magenta")
+    if sent.expires_at:
+        text.append(f" · unopened links expire {when(sent.expires_at)}", style="dim")
+    text.append("\none-shot links, shown only now; hand each to its recipient:\n", style="dim")
+    width = max((len(r.id) for r in sent.recipients), default=0)
     for link in sent.recipients:
-        table.add_row(link.id, link.url)
-    return table
+        text.append(f"  {link.id:<{width}}  ", style="bold")
+        text.append(f"{link.url}\n")
+    text.rstrip()
+    return text
 
 
 def status_rows(status: MediaStatus) -> list[tuple[str, ...]]:
@@ -179,21 +193,19 @@ def _headline(status: MediaStatus) -> Text:
 
 def status_table(status: MediaStatus) -> Group:
     table = Table()
-    for name in ("recipient", "status", "views left", "delivered", "opened", "replayed"):
+    for name in ("recipient", "status", "left", "delivered", "opened", "replayed"):
         table.add_column(name, no_wrap=True)
-    table.add_column("screenshots", justify="right")
-    table.add_column("last screenshot", no_wrap=True)
+    table.add_column("screenshots", no_wrap=True)
     for m in status.recipients:
-        label = m.status if not m.revoked_reason else f"{m.status} ({m.revoked_reason})"
+        shots = f"{m.screenshot_count}, last {short(m.last_screenshot_at)}"
         table.add_row(
             m.id,
-            Text(label, style=STATUS_STYLE.get(m.status, "")),
+            Text(m.revoked_reason or m.status, style=STATUS_STYLE.get(m.status, "")),
             str(m.views_left),
-            when(m.delivered_at),
-            when(m.opened_at),
-            when(m.replayed_at),
-            str(m.screenshot_count) if m.screenshot_count else "",
-            when(m.last_screenshot_at),
+            short(m.delivered_at),
+            short(m.opened_at),
+            short(m.replayed_at),
+            shots if m.screenshot_count else "",
         )
     return Group(_headline(status), table)
 

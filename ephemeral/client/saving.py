@@ -69,7 +69,7 @@ async def save_view(
 async def _write(view: ViewReader, partial: Path, out: Output) -> None:
     size = view.info.size
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    bar = display.TransferBar(out.err, "receiving") if out.tty else None
+    bar = display.TransferBar(out.err, "receiving", size) if out.tty else None
     with os.fdopen(fd, "wb") as handle, bar or contextlib.nullcontext():
         done = 0
         async for chunk in view.chunks():

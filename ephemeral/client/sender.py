@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ TokenSource = str | Callable[[], str]
 """A sender JWT, or a function returning a fresh one (long watches outlive a token's `exp`)."""
 
 UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=120)
+WAITING = frozenset({"awaiting_upload", "processing"})
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # then give up: the caller decides what to do
 
 
@@ -104,7 +105,19 @@ class Client(HttpBase):
         _, body = await self.call("GET", self._media(media_id), headers=self._auth())
         return MediaStatus.from_json(body)
 
-    async def members(self, media_id: str) -> AsyncIterator[MemberStatus]:
+    async def wait_ready(self, media_id: str) -> MediaStatus:
+        """Poll until processing is over: the status, `ready` or `failed` (see `error`).
+
+        Processing has its own deadline on the service (never stuck in `processing`); bound
+        the wait here with `asyncio.timeout` if it should be shorter.
+        """
+        delay = 0.1
+        while (status := await self.status(media_id)).state in WAITING:
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+        return status
+
+    async def members(self, media_id: str) -> AsyncGenerator[MemberStatus, None]:
         """Every member of a group, page by page."""
         cursor: str | None = None
         while True:
@@ -129,7 +142,7 @@ class Client(HttpBase):
 
     async def watch(
         self, media_id: str | None = None, *, last_event_id: str | None = None
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Events as they happen, in order, for one media (or all of the sender's).
 
         With a `media_id` the first event is a `snapshot` carrying the full status. A dropped

@@ -113,7 +113,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
                         event = json.loads(fields["e"])
                         if media_id and event["data"]["media_id"] != media_id:
                             continue
-                        await sse.send(fields["e"], id=entry_id, event=event["type"])
+                        try:
+                            await sse.send(fields["e"], id=entry_id, event=event["type"])
+                        except ConnectionResetError:
+                            return sse  # the watcher left while we wrote: an end, not a 500
             return sse
     finally:
         await svc.redis.zrem(svc.keys.sse_streams(sender.tenant, sender.id), slot)

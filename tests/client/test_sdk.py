@@ -32,11 +32,9 @@ from tests.client.conftest import Service, noisy_jpeg
 from tests.fixtures.core import JWT_KEY
 
 
-async def ready(client: Client, media_id: str, limit: float = 60) -> MediaStatus:
-    async with asyncio.timeout(limit):
-        while (status := await client.status(media_id)).state == "processing":
-            await asyncio.sleep(0.1)
-    return status
+async def ready(client: Client, media_id: str) -> MediaStatus:
+    async with asyncio.timeout(60):
+        return await client.wait_ready(media_id)
 
 
 async def test_send_streams_with_progress_and_status_is_typed(
