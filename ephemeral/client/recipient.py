@@ -71,14 +71,16 @@ class RecipientClient(HttpBase):
 
     async def peek(self, link: str) -> Peek:
         """What the link holds and whether it can be opened; consumes nothing."""
-        base, token = parse_link(link, self.server)
+        return await self.peek_token(*parse_link(link, self.server))
+
+    async def peek_token(self, base: str, token: str) -> Peek:
         _, body = await self.call(
             "POST", f"{base}/v1/views/peek", json={"token": token}, headers=self._headers()
         )
         return Peek.from_json(body)
 
     def open(self, link: str, *, wait_processing: float = 0.0) -> ViewReader:
-        """Redeem one view and stream it: `async with client.open(link) as view: ...`.
+        """Peek, redeem one view and stream it: `async with client.open(link) as view: ...`.
 
         This consumes a view (the only call here that does). The lease is ended when the
         block exits. With `wait_processing`, a media still processing is waited for that many
@@ -123,6 +125,7 @@ class ViewReader:
         self._response: aiohttp.ClientResponse | None = None
         self._info: View | None = None
         self._ended = False
+        self.peeked: Peek | None = None
 
     @property
     def info(self) -> View:
@@ -138,6 +141,9 @@ class ViewReader:
         return {"Authorization": f"Lease {self.info.lease}"}
 
     async def __aenter__(self) -> ViewReader:
+        # Peek first, as the viewer page does: it marks the link delivered, and a link that
+        # cannot be opened is refused by a call that consumes nothing.
+        self.peeked = await self._client.peek_token(self._base, self._token)
         redeem_id = secrets.token_urlsafe(16)  # 128 random bits, 22 characters
         self._info = await self._client.redeem(self._base, self._token, redeem_id, self._wait)
         try:

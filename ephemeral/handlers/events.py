@@ -83,12 +83,14 @@ async def stream(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     sender = await _caller(request, svc)
     media_id = request.query.get("media_id")
-    snapshot = await _snapshot(svc, sender, media_id) if media_id else None
     key = svc.keys.sender_events(sender.tenant, sender.id)
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if not last:
         newest = await svc.redis.xrevrange(key, count=1)
         last = newest[0][0] if newest else "0-0"
+    # After the stream position: an event landing in between is then sent (again) rather than
+    # lost between the snapshot and the stream.
+    snapshot = await _snapshot(svc, sender, media_id) if media_id else None
     slot = b64(os.urandom(9))
     await _claim_slot(svc, sender, slot)
     settings = svc.settings.events

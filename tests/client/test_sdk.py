@@ -94,8 +94,8 @@ async def test_watch_in_order_and_open_streams_what_the_service_serves(
         await wait_for(events, "snapshot")
         link = sent.recipients[0].url
         async with RecipientClient(device="laptop") as recipient:
-            peek = await recipient.peek(link)
-            async with recipient.open(link) as view:
+            async with recipient.open(link) as view:  # peeks (delivered), then redeems
+                peek = view.peeked
                 chunks = [chunk async for chunk in view.chunks(4096)]
                 lease = view.info.lease
                 content_url = view.info.content_url
@@ -114,7 +114,8 @@ async def test_watch_in_order_and_open_streams_what_the_service_serves(
                 ended_body = await ended.json()
         await wait_for(events, "recipient.replayed")
         watcher.cancel()
-    assert peek.state == "ready" and peek.views_left == 2 and peek.capture == "notify"
+    assert peek is not None and peek.state == "ready" and peek.views_left == 2
+    assert peek.capture == "notify"
     assert got == expected and len(got) == view.info.size and len(chunks) > 1
     assert view.info.mime == "image/jpeg" and view.info.views_left == 1
     assert Image.open(io.BytesIO(got)).size == (300, 300)
