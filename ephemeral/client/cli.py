@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from ephemeral.client import display
 from ephemeral.client.display import Output
 from ephemeral.client.errors import ClientError, ProblemError
@@ -187,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except ClientError as exc:
         out.note(f"ephemeral: {exc}")
+        return EXIT_FAILED
+    except aiohttp.ClientError as exc:  # named by type only: URLs may hold ids
+        out.note(f"ephemeral: the connection failed ({type(exc).__name__})")
         return EXIT_FAILED
     except TimeoutError:
         out.note("ephemeral: gave up waiting for the service")

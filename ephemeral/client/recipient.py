@@ -26,7 +26,7 @@ from ephemeral.client.http import STREAM_TIMEOUT, HttpBase
 from ephemeral.client.models import Peek, View
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}$")
-REDEEM_RETRIES = (0.5, 1.0, 2.0)  # a lost answer or a 503: retried with the same redeem_id
+REDEEM_RETRIES = (0.5, 1.0, 2.0)  # pauses between tries of a redeem (same redeem_id) or a GET
 CHUNK = 64 * 1024
 
 
@@ -147,15 +147,35 @@ class ViewReader:
         redeem_id = secrets.token_urlsafe(16)  # 128 random bits, 22 characters
         self._info = await self._client.redeem(self._base, self._token, redeem_id, self._wait)
         try:
-            response = await self._client.session.get(
-                self.info.content_url, headers=self._lease_auth(), timeout=STREAM_TIMEOUT
-            )
-            self._response = response
-            await raise_for_problem(response)
+            self._response = await self._fetch()
         except BaseException:
             await self.close()
             raise
         return self
+
+    async def _fetch(self) -> aiohttp.ClientResponse:
+        """GET the content; a broken connection is retried within the lease, which stays live
+        (the view was counted at redeem, so giving up early would waste it)."""
+        attempt = 0
+        while True:
+            try:
+                response = await self._client.session.get(
+                    self.info.content_url, headers=self._lease_auth(), timeout=STREAM_TIMEOUT
+                )
+            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                if attempt >= len(REDEEM_RETRIES):
+                    # Named by type only: the URL holds the view id.
+                    name = type(exc).__name__
+                    raise ConnectionFailed(f"the content could not be fetched ({name})") from exc
+                await asyncio.sleep(REDEEM_RETRIES[attempt])
+                attempt += 1
+                continue
+            try:
+                await raise_for_problem(response)
+            except BaseException:
+                response.close()
+                raise
+            return response
 
     async def __aexit__(
         self,

@@ -169,3 +169,13 @@ def test_usage_mistakes_are_one_line_and_exit_2(
     assert "not an ephemeral link" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["send", str(photo), "--to", "bob", "--expires", "soon"])
+
+
+def test_status_lists_every_member_of_a_big_group(service: Service, tmp_path: Path) -> None:
+    group = ",".join(f"m{n:03d}" for n in range(130))
+    photo = noisy_jpeg(tmp_path / "p.jpg", 32)
+    sent = ephemeral(service, "send", str(photo), "--to", group, "--json", "--wait")
+    assert sent.returncode == 0, sent.stderr
+    media_id = json.loads(sent.stdout)["id"]
+    table = rows(ephemeral(service, "status", media_id).stdout)
+    assert len(table) == 130 and {row["status"] for row in table.values()} == {"sent"}

@@ -255,3 +255,14 @@ async def test_watch_outlives_its_token_and_resumes_without_loss(
 async def client_revoke(service: Service, media_id: str, rid: str) -> None:
     async with Client(service.url, service.token()) as client:
         await client.revoke(media_id, rid)
+
+
+async def test_a_big_group_pages_through_every_member(service: Service, tmp_path: Path) -> None:
+    group = [f"member{n:03d}" for n in range(120)]
+    async with Client(service.url, service.token()) as client:
+        sent = await client.send(noisy_jpeg(tmp_path / "g.jpg", 32), to=group)
+        first = await ready(client, sent.id)
+        everyone = [m.id async for m in client.members(sent.id)]
+    assert len(sent.recipients) == 120
+    assert len(first.recipients) == 100 and first.recipients_next_cursor
+    assert sorted(everyone) == group and first.counts["sent"] == 120
