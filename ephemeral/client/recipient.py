@@ -208,6 +208,13 @@ class ViewReader:
             "POST", self._lease_url("/screenshot"), json={"kind": kind}, headers=self._lease_auth()
         )
 
+    async def report(self, reason: str = "") -> None:
+        """Report abuse to the sender's messaging app (never to the sender)."""
+        body = {"reason": reason} if reason else {}
+        await self._client.call(
+            "POST", self._lease_url("/report"), json=body, headers=self._lease_auth()
+        )
+
     async def close(self) -> None:
         """Stop reading and end the lease now; an already-ended lease is fine."""
         if self._response is not None:

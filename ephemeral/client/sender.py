@@ -131,6 +131,20 @@ class Client(HttpBase):
             if not cursor:
                 return
 
+    async def list_media(self, page: int = 50) -> AsyncGenerator[MediaStatus, None]:
+        """The sender's own media, newest first (without members: see `status`)."""
+        cursor: str | None = None
+        while True:
+            params = {"limit": str(page), **({"cursor": cursor} if cursor else {})}
+            _, body = await self.call(
+                "GET", f"{self.server}/v1/media", headers=self._auth(), params=params
+            )
+            for item in body.get("media") or ():
+                yield MediaStatus.from_json(item)
+            cursor = body.get("next_cursor")
+            if not cursor:
+                return
+
     async def unsend(self, media_id: str) -> None:
         """Revoke every link with views left, cut live views, purge now. Repeatable."""
         await self.call("DELETE", self._media(media_id), headers=self._auth())

@@ -97,6 +97,7 @@ async def test_watch_in_order_and_open_streams_what_the_service_serves(
             async with recipient.open(link) as view:  # peeks (delivered), then redeems
                 peek = view.peeked
                 chunks = [chunk async for chunk in view.chunks(4096)]
+                await view.screenshot()
                 lease = view.info.lease
                 content_url = view.info.content_url
             got = b"".join(chunks)
@@ -114,6 +115,7 @@ async def test_watch_in_order_and_open_streams_what_the_service_serves(
                 ended_body = await ended.json()
         await wait_for(events, "recipient.replayed")
         watcher.cancel()
+        bob = (await client.status(sent.id)).member("bob")
     assert peek is not None and peek.state == "ready" and peek.views_left == 2
     assert peek.capture == "notify"
     assert got == expected and len(got) == view.info.size and len(chunks) > 1
@@ -124,7 +126,13 @@ async def test_watch_in_order_and_open_streams_what_the_service_serves(
     snapshot = events[0].snapshot
     assert events[0].type == "snapshot" and snapshot is not None and snapshot.id == sent.id
     kinds = [e.type for e in events[1:] if e.type != "media.ready"]
-    assert kinds == ["recipient.delivered", "recipient.opened", "recipient.replayed"]
+    assert kinds == [
+        "recipient.delivered",
+        "recipient.opened",
+        "recipient.screenshot",
+        "recipient.replayed",
+    ]
+    assert bob.status == "replayed" and bob.screenshot_count == 1 and bob.last_screenshot_at
     opened = next(e for e in events if e.type == "recipient.opened")
     assert opened.recipient == "bob" and opened.media_id == sent.id and opened.id
     assert opened.data["device"] == "laptop" and isinstance(opened.timestamp, datetime)
@@ -260,9 +268,14 @@ async def client_revoke(service: Service, media_id: str, rid: str) -> None:
 async def test_a_big_group_pages_through_every_member(service: Service, tmp_path: Path) -> None:
     group = [f"member{n:03d}" for n in range(120)]
     async with Client(service.url, service.token()) as client:
-        sent = await client.send(noisy_jpeg(tmp_path / "g.jpg", 32), to=group)
+        small = noisy_jpeg(tmp_path / "g.jpg", 32)
+        older = [(await client.send(small, to=["bob"])).id for _ in range(2)]
+        sent = await client.send(small, to=group)
         first = await ready(client, sent.id)
         everyone = [m.id async for m in client.members(sent.id)]
+        mine = [m async for m in client.list_media(page=2)]
     assert len(sent.recipients) == 120
     assert len(first.recipients) == 100 and first.recipients_next_cursor
     assert sorted(everyone) == group and first.counts["sent"] == 120
+    assert [m.id for m in mine[:3]] == [sent.id, *reversed(older)]  # newest first, two pages
+    assert len({m.id for m in mine}) == len(mine)
