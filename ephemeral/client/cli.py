@@ -166,7 +166,7 @@ async def _open(args: argparse.Namespace, out: Output) -> int:
     async with RecipientClient(server, jwt=args.jwt, device="ephemeral-cli") as recipient:
         view = await save_view(recipient, args.link, args.output, args.force, args.wait, out)
     if out.json:
-        print(display.to_json(view), flush=True)
+        print(display.view_json(view), flush=True)
     return 0
 
 

@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ephemeral.client.models import Event, MediaStatus, SentMedia
+from ephemeral.client.models import Event, MediaStatus, SentMedia, View
 
 STATUS_STYLE = {
     "sent": "dim",
@@ -126,6 +126,14 @@ def sent_json(sent: SentMedia) -> str:
     """The links are secrets: they go to stdout, for the sender to hand over, and nowhere else."""
     body = dataclasses.asdict(sent)
     body["recipients"] = [{"id": r.id, "token": r.token, "url": r.url} for r in sent.recipients]
+    return to_json(body)
+
+
+def view_json(view: View) -> str:
+    """What was saved; the lease, view id and content URL stay out (they are credentials)."""
+    body = dataclasses.asdict(view)
+    for secret in ("lease", "view_id", "content_url"):
+        body.pop(secret)
     return to_json(body)
 
 

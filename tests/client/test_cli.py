@@ -72,8 +72,11 @@ def test_send_status_open_status_unsend(service: Service, tmp_path: Path) -> Non
     ]
 
     saved = tmp_path / "from-alice.jpg"
-    opened = ephemeral(service, "open", links["carol"]["url"], "-o", str(saved))
+    opened = ephemeral(service, "open", links["carol"]["url"], "-o", str(saved), "--json")
     assert opened.returncode == 0, opened.stderr
+    shown = json.loads(opened.stdout)
+    assert shown["mime"] == "image/jpeg" and shown["size"] == saved.stat().st_size
+    assert "lease" not in shown and "view_id" not in shown and "content_url" not in shown
     assert "permanent copy" in opened.stderr and "caption: hello" in opened.stderr
     assert saved.read_bytes()[:3] == b"\xff\xd8\xff" and oct(saved.stat().st_mode)[-3:] == "600"
 
