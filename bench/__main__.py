@@ -178,6 +178,7 @@ def report(figures: dict[str, Figure], size: int, elapsed: float) -> None:
         "loopback_tcp",
         "raw_copy",
         "raw_redis_script",
+        "group_key_floor",
         "remux",
         "worker_rss_growth",
         "ffmpeg_rss",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from redis.asyncio import Redis
@@ -104,7 +104,8 @@ class MediaRepo:
 
     async def create(self, new: NewMedia, processing_ms: int, requeue_ms: int) -> Created:
         k = self.keys
-        spec: dict[str, Any] = asdict(new)
+        # Shallow on purpose: asdict() would deep-copy every recipient only to be replaced here.
+        spec: dict[str, Any] = {f.name: getattr(new, f.name) for f in fields(new)}
         spec["recipients"] = [{"id": r.id, "vf": r.vf, "wk": r.wk} for r in new.recipients]
         spec.update(
             lease_max=self.lease_max,
