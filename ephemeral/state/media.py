@@ -11,6 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ephemeral.state import typed
+from ephemeral.state.idempotency import tombstone
 from ephemeral.state.keys import LIVE_SHARDS, Keys
 from ephemeral.state.scripts import Scripts
 
@@ -247,6 +248,7 @@ class MediaRepo:
             return False
         if result[2] != "" or result[3] != "":
             await self.schedule(media_id, result[2], result[3])
+        await tombstone(self.redis, self.scripts, self.keys, media_id)
         return result[1] == "1"
 
     async def revoke(self, media_id: str, recipient: str) -> bool | None:
