@@ -179,7 +179,11 @@ class MediaRepo:
         return found
 
     async def get(
-        self, media_id: str, cursor: str | None = None, with_recipients: bool = True
+        self,
+        media_id: str,
+        cursor: str | None = None,
+        with_recipients: bool = True,
+        limit: int = RECIPIENT_PAGE_MAX,
     ) -> MediaRecord | None:
         media = await typed.hgetall(self.redis, self.keys.media(media_id))
         if not media:
@@ -191,12 +195,13 @@ class MediaRepo:
             if cursor:
                 decoded = decode_cursor(cursor)
                 start = int(decoded) if decoded and decoded.isdigit() else 0
+            page = max(1, min(limit, RECIPIENT_PAGE_MAX))
             ids = await typed.lrange(
-                self.redis, self.keys.recipients(media_id), start, start + RECIPIENT_PAGE_MAX
+                self.redis, self.keys.recipients(media_id), start, start + page
             )
-            if len(ids) > RECIPIENT_PAGE_MAX:
-                ids = ids[:RECIPIENT_PAGE_MAX]
-                next_cursor = encode_cursor(str(start + RECIPIENT_PAGE_MAX))
+            if len(ids) > page:
+                ids = ids[:page]
+                next_cursor = encode_cursor(str(start + page))
             async with self.redis.pipeline(transaction=False) as pipe:
                 for rid in ids:
                     pipe.hgetall(self.keys.recipient(media_id, rid))
