@@ -319,3 +319,24 @@ async def test_after_purge_a_replay_gets_the_state_without_tokens(
     assert replay.status == 202 and replay.headers["Idempotent-Replayed"] == "true"
     assert json.loads(text)["state"] == "purged"
     assert first["recipients"][0]["token"].split(".")[0] not in text
+
+
+async def test_a_malformed_key_is_refused_before_the_body_is_sent(
+    make_client: Any, settings: Settings
+) -> None:
+    client = await make_client(settings, worker=False)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            b"POST /v1/media HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: {auth(settings)['Authorization']}\r\n".encode()
+            + b"Idempotency-Key: too-short\r\n"
+            + b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + b"Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 422"), head  # no body was ever sent
+    finally:
+        writer.close()
+        await writer.wait_closed()
