@@ -32,7 +32,6 @@ from redis.exceptions import RedisError
 from ephemeral.config import Settings
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
-from ephemeral.handlers.common import json_response
 from ephemeral.state.idempotency import Held, IdempotencyRecords
 from ephemeral.state.media import MediaRepo
 from ephemeral.state.records import render_media, render_recipient
@@ -110,7 +109,12 @@ def respond(outcome: Outcome, replayed: bool = False) -> web.Response:
     if replayed:
         headers["Idempotent-Replayed"] = "true"
         headers["Cache-Control"] = "no-store"
-    return json_response(outcome.body, status=outcome.status, headers=headers)
+    return web.Response(
+        status=outcome.status,
+        text=json.dumps(outcome.body),
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 class Idempotency:
