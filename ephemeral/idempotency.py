@@ -24,12 +24,13 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ephemeral.config import Settings
+from ephemeral.config import ConfigError, Settings
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
 from ephemeral.state.idempotency import Held, IdempotencyRecords
@@ -85,23 +86,30 @@ def load_pepper(settings: Settings) -> bytes:
     if settings.idempotency.pepper:
         return settings.idempotency.pepper.encode()
     directory = settings.keyring_path
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / PEPPER_FILE
-    if not path.exists():
-        tmp = directory / f".{PEPPER_FILE}.{os.getpid()}.{os.urandom(4).hex()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, kc.b64(os.urandom(32)).encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # the first process's pepper wins; the others read it
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_bytes().strip()
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            _create_pepper(directory, path)
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"setting idempotency.pepper: none set, and {path}: {exc}") from exc
+
+
+def _create_pepper(directory: Path, path: Path) -> None:
+    tmp = directory / f".{PEPPER_FILE}.{os.getpid()}.{os.urandom(4).hex()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, kc.b64(os.urandom(32)).encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # the first process's pepper wins; the others read it
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
 
 
 def respond(outcome: Outcome, replayed: bool = False) -> web.Response:

@@ -29,9 +29,13 @@ def test_the_pepper_file_is_made_once_0600_in_the_keyring_dir(tmp_path: Path) ->
     assert load_pepper(configured) == b"p" * 40
 
 
-def test_a_short_pepper_is_refused_at_start() -> None:
+def test_a_short_pepper_is_refused_at_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"idempotency\.pepper"):
         load(None, env={"EPHEMERAL_IDEMPOTENCY_PEPPER": "short"})
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    with pytest.raises(ConfigError, match=r"idempotency\.pepper"):
+        load_pepper(Settings(data_dir=tmp_path / "data", keyring_dir=blocked / "keyring"))
 
 
 def test_key_format_and_canonical_fingerprint() -> None:
