@@ -42,7 +42,7 @@ write s3_secret_key "$s3_secret_key"
 # redis.prefix `eph` and arq's job keys) and no admin or dangerous command beyond the two the
 # start-up checks need: CONFIG GET (the durability check) and INFO (the Redis version).
 write redis_users.acl "user default on nopass resetkeys resetchannels -@all +ping
-user ephemeral on >$redis_password resetkeys ~eph:* ~arq:* resetchannels -@all +@read +@write +@keyspace +@string +@hash +@list +@set +@sortedset +@stream +@scripting +@transaction +@connection -@admin -@dangerous +config|get +info"
+user ephemeral on >$redis_password resetkeys ~eph:* ~arq:* resetchannels +@all -@admin -@dangerous +config|get +info"
 # Everything secret the API and the worker need; the rest of their settings are plain
 # environment variables in docker-compose.yml (the environment overrides this file).
 write ephemeral.toml "# Secrets for docker-compose.yml, made by scripts/compose_secrets.sh.
