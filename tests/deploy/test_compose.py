@@ -136,10 +136,11 @@ def test_compose_secrets_script(tmp_path: Path) -> None:
 
 
 def test_lifecycle_backstop_outlives_every_legitimate_object() -> None:
-    """The backstop must never purge early: an object can live until the latest purge time."""
+    """The backstop must never purge early: an object can live until its media's hard deadline,
+    expires_at + replay_window + lease_max, and a sender may ask for expires_in and
+    replay_window up to limits.expires_max each (ephemeral/meta.py)."""
     defaults = Settings()
-    latest_purge = defaults.limits.expires_max + defaults.limits.replay_window
-    latest_purge += defaults.lease_max_bound
+    latest_purge = 2 * defaults.limits.expires_max + defaults.lease_max_bound
     rules = json.loads(LIFECYCLE.read_text())["Rules"]
     days = [rule["Expiration"]["Days"] for rule in rules if "Expiration" in rule]
     assert days and min(days) * DAY > latest_purge
