@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import stat
 import subprocess
 import typing
@@ -158,3 +159,16 @@ def test_lifecycle_rules_pass_the_bucket_safety_check(
     rules = json.loads(LIFECYCLE.read_text())
     s3_client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=rules)
     assert bucket_problems(s3_client, bucket, "") == []
+
+
+def test_operations_doc_names_only_real_settings() -> None:
+    """docs/operations.md documents every section, and every variable it names exists."""
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    named = set(re.findall(r"\bEPHEMERAL_[A-Z0-9_]*[A-Z0-9]\b", doc))
+    assert named and named <= setting_env_names() | {"EPHEMERAL_CONFIG"}, named
+    hints = typing.get_type_hints(Settings)
+    sections = [
+        f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(hints[f.name])
+    ]
+    for section in sections:
+        assert f"| `[{section}]` |" in doc, section
