@@ -5,17 +5,19 @@
 #     object itself, this only catches what a bug or a lost purge would leave behind;
 #  3. an S3 user for the service that can reach this bucket and nothing else.
 set -eu
-secret() { tr -d '\r\n' <"/run/secrets/$1"; }
+secrets=${SECRETS_DIR:-/run/secrets}
+setup=${SETUP_DIR:-/setup}
+secret() { tr -d '\r\n' <"$secrets/$1"; }
 bucket=${BUCKET:-ephemeral}
 access_key=$(secret s3_access_key)
 
 mc alias set local http://minio:9000 "$(secret minio_root_user)" "$(secret minio_root_password)" >/dev/null
 mc mb --ignore-existing "local/$bucket"
 # Import replaces the whole lifecycle configuration, so a rerun converges instead of piling up.
-mc ilm rule import "local/$bucket" </setup/s3-lifecycle.json
+mc ilm rule import "local/$bucket" <"$setup/s3-lifecycle.json"
 mc ilm rule ls "local/$bucket"
 
-policy=/tmp/ephemeral-s3-policy.json
+policy=$(mktemp)
 cat >"$policy" <<JSON
 {
   "Version": "2012-10-17",
@@ -43,7 +45,11 @@ JSON
 mc admin user add local "$access_key" "$(secret s3_secret_key)"
 mc admin policy create local ephemeral-service "$policy"
 # Attaching a policy the user already has is an error on a rerun; then confirm it is there.
+# (Shell only: the mc image is ubi-micro, with coreutils but no grep or sed.)
 if ! mc admin policy attach local ephemeral-service --user "$access_key" 2>/dev/null; then
-  mc admin user info local "$access_key" | grep -q ephemeral-service
+  case "$(mc admin user info local "$access_key")" in
+    *ephemeral-service*) ;;
+    *) echo "minio-setup: cannot attach policy ephemeral-service to $access_key" >&2; exit 1 ;;
+  esac
 fi
 echo "minio-setup: bucket $bucket ready for $access_key"
