@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import os
 import shutil
 import subprocess
+import typing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ephemeral.config import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+SECRETS_SCRIPT = ROOT / "scripts" / "compose_secrets.sh"
 
 
 def compose_binary() -> str:
@@ -68,3 +73,21 @@ def healthcheck_argv(name: str) -> list[str]:
     test: list[str] = service(name)["healthcheck"]["test"]
     assert test[0] == "CMD", test
     return test[1:]
+
+
+def setting_env_names(cls: type[Any] = Settings, prefix: str = "") -> set[str]:
+    """Every EPHEMERAL_<SECTION>_<NAME> that config.load reads (it ignores unknown ones)."""
+    names: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            names |= setting_env_names(hints[f.name], f"{prefix}{f.name}_")
+        else:
+            names.add(f"EPHEMERAL_{prefix}{f.name}".upper())
+    return names
+
+
+def make_secrets(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SECRETS_SCRIPT), str(directory)], capture_output=True, text=True, timeout=30
+    )

@@ -10,36 +10,25 @@ import subprocess
 import typing
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ephemeral.config import Settings, load
 from storage.s3_ops import bucket_problems
-from tests.deploy.compose import ROOT, compose_binary, resolved_config, run_compose, service
+from tests.deploy.compose import (
+    ROOT,
+    compose_binary,
+    make_secrets,
+    resolved_config,
+    run_compose,
+    service,
+    setting_env_names,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-SECRETS_SCRIPT = ROOT / "scripts" / "compose_secrets.sh"
 LIFECYCLE = ROOT / "deploy" / "s3-lifecycle.json"
 DAY = 86_400
-
-
-def setting_env_names(cls: type[Any] = Settings, prefix: str = "") -> set[str]:
-    """Every EPHEMERAL_<SECTION>_<NAME> that config.load reads (it ignores unknown ones)."""
-    names: set[str] = set()
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            names |= setting_env_names(hints[f.name], f"{prefix}{f.name}_")
-        else:
-            names.add(f"EPHEMERAL_{prefix}{f.name}".upper())
-    return names
-
-
-def make_secrets(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SECRETS_SCRIPT), str(directory)], capture_output=True, text=True, timeout=30
-    )
 
 
 def test_compose_config_validates() -> None:

@@ -27,8 +27,7 @@ from redis.exceptions import NoPermissionError
 
 from ephemeral.auth import Authenticator
 from ephemeral.config import load
-from tests.deploy.compose import ROOT, healthcheck_argv, service
-from tests.deploy.test_compose import make_secrets
+from tests.deploy.compose import ROOT, healthcheck_argv, make_secrets, service
 from tests.fixtures.core import jpeg_bytes, multipart
 from tests.fixtures.processes import free_port
 

@@ -9,8 +9,7 @@ import sys
 from dataclasses import dataclass
 
 from ephemeral.config import Settings
-from tests.deploy.compose import ROOT, resolved_config
-from tests.deploy.test_compose import setting_env_names
+from tests.deploy.compose import ROOT, resolved_config, setting_env_names
 from tests.fixtures.processes import api_processes, free_port
 
 

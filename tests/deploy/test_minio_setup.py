@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.compose import ROOT, service
-from tests.deploy.test_compose import make_secrets
+from tests.deploy.compose import ROOT, make_secrets, service
 
 SCRIPT = ROOT / "deploy" / "minio-setup.sh"
 
