@@ -19,6 +19,7 @@ from ephemeral.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SECRETS_SCRIPT = ROOT / "scripts" / "compose_secrets.sh"
+IMAGE_UID = 10001  # the Dockerfile's USER (tests/deploy/test_dockerfile.py checks it)
 
 
 def compose_binary() -> str:

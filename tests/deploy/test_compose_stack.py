@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import uuid
@@ -27,7 +30,7 @@ from redis.exceptions import NoPermissionError
 
 from ephemeral.auth import Authenticator
 from ephemeral.config import load
-from tests.deploy.compose import ROOT, healthcheck_argv, make_secrets, service
+from tests.deploy.compose import IMAGE_UID, ROOT, healthcheck_argv, make_secrets, service
 from tests.fixtures.core import jpeg_bytes, multipart
 from tests.fixtures.processes import free_port
 
@@ -64,13 +67,31 @@ def wait_until(check: list[str], env: dict[str, str], process: subprocess.Popen[
         time.sleep(0.2)
 
 
+AS_IMAGE_UID = ["setpriv", "--reuid", str(IMAGE_UID), "--regid", str(IMAGE_UID), "--clear-groups"]
+
+
+@functools.cache
+def image_uid_runs_python() -> bool:
+    """Whether the image's uid can start our interpreter again from inside it, as the media
+    box does: not when it lives under a 0700 home (pyenv in /root); the image's can."""
+    if os.geteuid() != 0:
+        return False
+    again = "import os, sys; os.execv(sys.executable, [sys.executable, '-c', 'pass'])"
+    probe = [*AS_IMAGE_UID, "--", sys.executable, "-c", again]
+    return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+
+
 def as_here(argv: list[str]) -> list[str]:
-    """A container command run on this machine: our interpreter for `ephemeral`/`python`."""
+    """A container command run on this machine: our interpreter for `ephemeral`/`python`,
+    as the image's non-root uid where that uid can run it (then the media box takes the
+    container's /dev/shm path, and the keyring and secrets must be readable by that uid)."""
     if argv[0] == "ephemeral":
-        return [sys.executable, "-m", "ephemeral", *argv[1:]]
-    if argv[0] == "python":
-        return [sys.executable, *argv[1:]]
-    return argv
+        argv = [sys.executable, "-m", "ephemeral", *argv[1:]]
+    elif argv[0] == "python":
+        argv = [sys.executable, *argv[1:]]
+    else:
+        return argv
+    return [*AS_IMAGE_UID, "--", *argv] if image_uid_runs_python() else argv
 
 
 async def photo_round_trip(base: str, token: str) -> bytes:
@@ -83,10 +104,11 @@ async def photo_round_trip(base: str, token: str) -> bytes:
         deadline = time.monotonic() + 60
         while True:
             async with http.get(f"/v1/media/{created['id']}", headers=sender) as response:
-                state = (await response.json())["state"]
-            if state == "ready":
+                record = await response.json()
+            if record["state"] == "ready":
                 break
-            assert state == "processing" and time.monotonic() < deadline, state
+            assert record["state"] == "processing", record.get("error")
+            assert time.monotonic() < deadline, record
             await asyncio.sleep(0.1)
         body = {"token": created["recipients"][0]["token"]}
         async with http.post("/v1/views", json=body) as response:
@@ -108,12 +130,34 @@ async def photo_round_trip(base: str, token: str) -> bytes:
             await asyncio.sleep(0.1)
 
 
+@pytest.fixture
+def work_dir() -> Iterator[Path]:
+    """Like tmp_path, but reachable by the image's uid (pytest's tmp dirs are 0700 root)."""
+    with tempfile.TemporaryDirectory(prefix="eph-compose-", dir="/tmp") as name:
+        os.chmod(name, 0o711)
+        yield Path(name)
+
+
+def as_image_user(path: Path) -> Path:
+    """Hand a dir to the image's uid, as the image and the compose volumes do."""
+    if os.geteuid() == 0:
+        os.chown(path, IMAGE_UID, IMAGE_UID)
+    return path
+
+
 async def test_the_compose_stack_carries_a_photo(
-    tmp_path: Path, s3_client: S3Client, moto_server: str
+    work_dir: Path, s3_client: S3Client, moto_server: str
 ) -> None:
+    tmp_path = work_dir
     secrets = tmp_path / "secrets"
     made = make_secrets(secrets)
     assert made.returncode == 0, made.stderr
+    as_image_user(secrets)  # compose mounts each 0444 file; the 0700 dir is the host's
+    (tmp_path / "keyring").mkdir()
+    keyring = as_image_user(tmp_path / "keyring")  # the tmpfs volume's root in compose
+    keyring.chmod(0o700)
+    (tmp_path / "data").mkdir()
+    as_image_user(tmp_path / "data")
     redis_port, api_port = free_port(), free_port()
     (tmp_path / "redis").mkdir()
     redis_argv = [
@@ -145,12 +189,14 @@ async def test_the_compose_stack_carries_a_photo(
             EPHEMERAL_REDIS_URL=url,
             EPHEMERAL_STORAGE_S3_ENDPOINT_URL=moto_server,
             EPHEMERAL_STORAGE_S3_BUCKET=bucket,
-            EPHEMERAL_KEYRING_DIR=str(tmp_path / "keyring"),
+            EPHEMERAL_KEYRING_DIR=str(keyring),
             EPHEMERAL_DATA_DIR=str(tmp_path / "data"),
             EPHEMERAL_HOST="127.0.0.1",
             EPHEMERAL_PORT=str(api_port),
             EPHEMERAL_PUBLIC_URL=f"http://127.0.0.1:{api_port}",
-            EPHEMERAL_BOX_MODE="shm",  # the parser box of the non-root container
+            HOME=str(tmp_path),
+            # Where the processes stay root, the box still takes the container's path.
+            EPHEMERAL_BOX_MODE="shm",
         )
         return env
 
@@ -178,6 +224,10 @@ async def test_the_compose_stack_carries_a_photo(
         with Image.open(io.BytesIO(content)) as image:
             assert (image.format, image.size) == ("JPEG", (80, 60))
         assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # purged
+        epochs = list(keyring.glob("*.key"))  # the API wrapped the worker's copy of the key
+        assert epochs and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in epochs)
+        if image_uid_runs_python():
+            assert all(p.stat().st_uid == IMAGE_UID for p in epochs)
         for name in ("api", "worker"):  # the relay and webhook loops ran too, under the ACL
             log = (tmp_path / f"{name}.log").read_text()
             assert "Traceback" not in log and "NOPERM" not in log, log

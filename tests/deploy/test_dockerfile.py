@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 
 from ephemeral.config import Settings
-from tests.deploy.compose import ROOT, resolved_config, setting_env_names
+from tests.deploy.compose import IMAGE_UID, ROOT, resolved_config, setting_env_names
 from tests.fixtures.processes import api_processes, free_port
 
 
@@ -69,7 +69,7 @@ def test_runs_as_a_non_root_user_under_tini() -> None:
     runtime = stages()[-1]
     user = only(runtime, "USER").args
     uid = user.split(":")[0]
-    assert uid not in ("root", "0")
+    assert uid not in ("root", "0") and uid == str(IMAGE_UID)
     runs = " ".join(i.args for i in runtime if i.keyword == "RUN")
     assert f"--uid {uid} " in runs  # a real account, so the home dir and /data belong to it
     # The compose keyring volume (a tmpfs) is handed to that same uid.
