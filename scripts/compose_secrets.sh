@@ -28,6 +28,9 @@ s3_access_key="ephemeral-$(random 12)"
 s3_secret_key=$(random 40)
 redis_password=$(random 40)
 jwt_key=$(random 48) # HS256 needs at least 32 bytes
+# In the TOML rather than a generated file in the keyring: the keyring is a tmpfs that a host
+# reboot empties, and a lost pepper makes every stored Idempotency-Key answer unreachable.
+pepper=$(random 48)
 
 write() { # write NAME CONTENT: a new 0444 file in $dir
   printf '%s\n' "$2" >"$dir/$1"
@@ -54,5 +57,8 @@ s3_access_key = \"$s3_access_key\"
 s3_secret_key = \"$s3_secret_key\"
 
 [auth]
-jwt_key = \"$jwt_key\""
+jwt_key = \"$jwt_key\"
+
+[idempotency]
+pepper = \"$pepper\""
 echo "compose_secrets: wrote $dir/{ephemeral.toml,redis_users.acl,minio_root_user,minio_root_password,s3_access_key,s3_secret_key}" >&2

@@ -95,6 +95,7 @@ def test_every_variable_names_a_real_setting(tmp_path: Path) -> None:
         assert settings.redis.durability == "fsync" and settings.redis.prefix == "eph"
         assert settings.redis.url and settings.redis.url.startswith("redis://ephemeral:")
         assert settings.auth.jwt_key and len(settings.auth.jwt_key) >= 32
+        assert settings.idempotency.pepper  # not only in the tmpfs keyring, which reboots lose
         assert str(settings.keyring_path) == "/run/ephemeral/keyring"
 
 

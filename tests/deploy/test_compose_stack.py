@@ -98,7 +98,8 @@ async def photo_round_trip(base: str, token: str) -> bytes:
     sender = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(base) as http:
         form = multipart({"recipients": ["bob"]}, jpeg_bytes((80, 60)))
-        async with http.post("/v1/media", data=form, headers=sender) as response:
+        idempotent = {**sender, "Idempotency-Key": str(uuid.uuid4())}  # its records, too
+        async with http.post("/v1/media", data=form, headers=idempotent) as response:
             assert response.status == 202, await response.text()
             created: dict[str, Any] = await response.json()
         deadline = time.monotonic() + 60
