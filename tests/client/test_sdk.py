@@ -279,3 +279,17 @@ async def test_a_big_group_pages_through_every_member(service: Service, tmp_path
     assert sorted(everyone) == group and first.counts["sent"] == 120
     assert [m.id for m in mine[:3]] == [sent.id, *reversed(older)]  # newest first, two pages
     assert len({m.id for m in mine}) == len(mine)
+
+
+async def test_a_send_retried_with_its_idempotency_key_creates_nothing_new(
+    service: Service, tmp_path: Path
+) -> None:
+    photo = noisy_jpeg(tmp_path / "i.jpg", 200)
+    async with Client(service.url, service.token()) as client:
+        first = await client.send(photo, to=["bob"], idempotency_key="retry-me-0123456789abcdef")
+        again = await client.send(photo, to=["bob"], idempotency_key="retry-me-0123456789abcdef")
+        with pytest.raises(InvalidField) as reused:
+            await client.send(photo, to=["carol"], idempotency_key="retry-me-0123456789abcdef")
+    assert not first.idempotent_replayed and again.idempotent_replayed
+    assert again.id == first.id and again.recipients == first.recipients
+    assert reused.value.code == "idempotency-key-reused"
