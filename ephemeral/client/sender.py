@@ -12,7 +12,13 @@ from typing import Any
 
 import aiohttp
 
-from ephemeral.client.errors import ConnectionFailed, ProblemError, raise_for_problem
+from ephemeral.client.errors import (
+    Conflict,
+    ConnectionFailed,
+    ProblemError,
+    Unavailable,
+    raise_for_problem,
+)
 from ephemeral.client.http import STREAM_TIMEOUT, HttpBase
 from ephemeral.client.models import Event, MediaStatus, MemberStatus, SentMedia, parse_time
 from ephemeral.client.sse import read_events
@@ -22,6 +28,7 @@ TokenSource = str | Callable[[], str]
 """A sender JWT, or a function returning a fresh one (long watches outlive a token's `exp`)."""
 
 UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=120)
+SEND_RETRY_PAUSE = 1.0  # seconds, doubled per try, when the service names no Retry-After
 WAITING = frozenset({"awaiting_upload", "processing"})
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # then give up: the caller decides what to do
 
@@ -67,12 +74,15 @@ class Client(HttpBase):
         client_ref: str | None = None,
         idempotency_key: str | None = None,
         progress: Progress | None = None,
+        retries: int = 2,
     ) -> SentMedia:
         """Upload one photo, video or voice note for `to`; returns every recipient's link.
 
-        The file is streamed; `progress(sent, total)` is called as it goes. The request carries
-        an Idempotency-Key (a new UUID unless given): to retry a send whose answer was lost,
-        call again with the same key and the service returns the first answer.
+        The file is streamed; `progress(sent, total)` is called as it goes (from 0 again if the
+        upload is retried). Every try carries the same Idempotency-Key (a new UUID unless
+        given), so a lost answer, a 503 or a concurrent twin (`409 idempotency-key-in-flight`)
+        is retried up to `retries` times without creating the media twice. To retry later
+        yourself, call again with the same `idempotency_key`.
         """
         meta: dict[str, Any] = {"recipients": list(to), "views": views}
         optional = {
@@ -84,8 +94,26 @@ class Client(HttpBase):
             "client_ref": client_ref,
         }
         meta.update({k: v for k, v in optional.items() if v is not None})
-        headers = {**self._auth(), "Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-        body = create_body(meta, Path(path), progress)
+        key = idempotency_key or str(uuid.uuid4())
+        attempt = 0
+        while True:
+            try:
+                return await self._create(meta, Path(path), key, progress)
+            except (ConnectionFailed, Unavailable, Conflict) as exc:
+                # Safe only because every try carries the same key: the service either has
+                # the first answer stored (and replays it) or has released the key.
+                in_flight = isinstance(exc, Conflict) and exc.code == "idempotency-key-in-flight"
+                if attempt >= retries or (isinstance(exc, Conflict) and not in_flight):
+                    raise
+                pause = getattr(exc, "retry_after", None) or SEND_RETRY_PAUSE * 2**attempt
+                await asyncio.sleep(min(pause, 30.0))
+                attempt += 1
+
+    async def _create(
+        self, meta: dict[str, Any], path: Path, key: str, progress: Progress | None
+    ) -> SentMedia:
+        headers = {**self._auth(), "Idempotency-Key": key}
+        body = create_body(meta, path, progress)
         try:
             async with self.session.post(
                 f"{self.server}/v1/media",

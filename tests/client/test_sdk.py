@@ -293,3 +293,18 @@ async def test_a_send_retried_with_its_idempotency_key_creates_nothing_new(
     assert not first.idempotent_replayed and again.idempotent_replayed
     assert again.id == first.id and again.recipients == first.recipients
     assert reused.value.code == "idempotency-key-reused"
+
+
+async def test_twin_sends_with_one_key_make_one_media(service: Service, tmp_path: Path) -> None:
+    """Two uploads at once under one key: the second meets `409 idempotency-key-in-flight`
+    while the first streams (or the stored answer, if it came late); the SDK waits and gets
+    the first answer either way. Never two media."""
+    photo = noisy_jpeg(tmp_path / "twin.jpg")
+    async with Client(service.url, service.token()) as client:
+        key = "twin-" + os.urandom(16).hex()
+        both = await asyncio.gather(
+            client.send(photo, to=["bob"], idempotency_key=key),
+            client.send(photo, to=["bob"], idempotency_key=key),
+        )
+    assert both[0].id == both[1].id
+    assert sorted(s.idempotent_replayed for s in both) == [False, True]
