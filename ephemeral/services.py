@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
+from ephemeral.abuse.content import load_pepper
+from ephemeral.abuse.guard import Abuse
 from ephemeral.auth import Authenticator, load_key
 from ephemeral.config import Settings
 from ephemeral.crypto.ems1 import READ_CHUNK
@@ -39,6 +41,7 @@ class Services:
     auth: Authenticator
     jobs: Jobs
     arq: ArqRedis
+    abuse: Abuse
 
 
 async def open_store(settings: Settings) -> Store:
@@ -68,6 +71,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
     if not url:
         raise RuntimeError("redis.url must be set (the CLI starts the embedded server)")
     jwt_key = load_key(settings, generate=embedded)  # before connecting: fail fast on config
+    pepper = load_pepper(settings)
     redis = Redis.from_url(url, decode_responses=True, health_check_interval=30)
     arq = arq_pool(url, Keys(settings.redis.prefix).queue())
     store: Store | None = None
@@ -93,6 +97,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
             auth=Authenticator(settings, jwt_key),
             jobs=jobs,
             arq=arq,
+            abuse=Abuse(redis, keys, settings, pepper),
         )
     finally:
         if store is not None:

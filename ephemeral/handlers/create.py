@@ -11,6 +11,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from ephemeral import upload
+from ephemeral.abuse.http import reports_usage
 from ephemeral.auth import Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
@@ -54,6 +55,7 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
+@reports_usage
 async def create(request: web.Request) -> web.Response:
     svc = services(request)
     sender = _precheck(request, svc)
@@ -61,6 +63,7 @@ async def create(request: web.Request) -> web.Response:
     guard = upload.RateGuard(limits)
     reader = await request.multipart()
     meta = parse_meta(await upload.read_meta(reader, guard), limits, sender.id)
+    await svc.abuse.before_upload(request, sender, meta.recipients)
     part = await upload.find_file(reader, guard)
     incoming = await upload.open_file(part, limits, guard)
 
@@ -69,8 +72,10 @@ async def create(request: web.Request) -> web.Response:
     object_key = new_object_key(media_id)
     await svc.media.reserve_object(media_id, object_key, limits.upload_deadline + 60)
     try:
-        sealed = await svc.vault.seal(object_key, dek, incoming.chunks())
+        content = svc.abuse.fingerprint()
+        sealed = await svc.vault.seal(object_key, dek, content.feed(incoming.chunks()))
         await upload.expect_end(reader)
+        await svc.abuse.admit(sender, media_id, meta, content, sealed.size)
         body = await _record(svc, sender, meta, media_id, dek, incoming.sniffed.kind, sealed)
     except BaseException:
         await asyncio.shield(_discard(svc, media_id, object_key))
