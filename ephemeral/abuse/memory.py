@@ -28,11 +28,14 @@ class MemoryAlarm:
         now = time.monotonic()
         if now - self._checked >= self.interval:
             info = await self.redis.info("memory")
-            self._raised = self.over(int(info["used_memory"]), int(info.get("maxmemory", 0)))
+            used, maxmemory = int(info["used_memory"]), int(info.get("maxmemory", 0))
+            self._raised = over(used, maxmemory, self.fraction, self.absolute)
             self._checked = now
         return self._raised
 
-    def over(self, used: int, maxmemory: int) -> bool:
-        if self.absolute and used >= self.absolute:
-            return True
-        return maxmemory > 0 and used >= self.fraction * maxmemory
+
+def over(used: int, maxmemory: int, fraction: float, absolute: int) -> bool:
+    """Past the absolute threshold (if set), or past the fraction of maxmemory (if set)."""
+    if absolute and used >= absolute:
+        return True
+    return maxmemory > 0 and used >= fraction * maxmemory
