@@ -161,3 +161,21 @@ async def test_the_quota_scripts_stay_in_one_cluster_slot(
     assert {name for name, _ in calls} >= {"quota_admit", "fanout"}
     for name, keys in calls:
         assert len({key_slot(k.encode()) for k in keys}) == 1, (name, keys)
+
+
+async def test_caps_hold_under_concurrent_uploads(make_client: Any, settings: Settings) -> None:
+    """Both checks are single atomic steps in Redis: a burst cannot slip past either cap."""
+    import asyncio
+
+    settings = limited(settings, uploads_per_minute=5, inflight_jobs=3)
+    client = await make_client(settings, worker=False)
+    burst = [post_upload(client, settings, [f"r{i}"], jpeg_bytes(color="green")) for i in range(12)]
+    statuses = sorted([r.status for r in await asyncio.gather(*burst)])
+    assert statuses == [202] * 3 + [429] * 9, statuses
+    assert len(await media_ids(client, settings)) == 3
+    settings = limited(settings, uploads_per_minute=5, inflight_jobs=0)
+    client = await make_client(settings, worker=False)
+    burst = [post_upload(client, settings, [f"s{i}"], sub="carol") for i in range(12)]
+    statuses = sorted([r.status for r in await asyncio.gather(*burst)])
+    assert statuses == [202] * 5 + [429] * 7, statuses
+    assert len(await media_ids(client, settings, sub="carol")) == 5
