@@ -10,6 +10,7 @@ scripts of our own (quota.py, content.py).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,10 +56,9 @@ class Limit:
         stats = await self.limiter.get_window_stats(self.item, *ids)
         return Usage(self.policy, stats.remaining, seconds(stats.reset_time - time.time()))
 
-    async def hit(self, *ids: str, detail: str, cost: int = 1) -> Usage:
+    async def hit(self, *ids: str, detail: str, cost: int = 1) -> None:
         if not await self.limiter.hit(self.item, *ids, cost=cost):
             raise rate_limited(await self.usage(*ids), detail)
-        return await self.usage(*ids)
 
     async def check(self, *ids: str, detail: str) -> None:
         """Refuse once the window is full, without counting this request."""
@@ -107,18 +107,17 @@ class Abuse:
                 headers={"Retry-After": str(SHED_RETRY)},
             )
         self._refuse(await self.quota.check(sender.tenant, sender.id))
-        usages: list[Usage] = []
-        if self.uploads:
-            detail = f"at most {self.uploads.policy.quota} uploads a minute"
-            usages.append(await self.uploads.hit(sender.tenant, sender.id, detail=detail))
+        ids = (sender.tenant, sender.id)
+        if self.uploads:  # one after the other: a refused upload charges no recipients
+            await self.uploads.hit(
+                *ids, detail=f"at most {self.uploads.policy.quota} uploads a minute"
+            )
         if self.recipients:
             detail = f"at most {self.recipients.policy.quota} recipients a day"
-            usages.append(
-                await self.recipients.hit(
-                    sender.tenant, sender.id, detail=detail, cost=len(recipients)
-                )
-            )
-        request[USAGES] = usages
+            await self.recipients.hit(*ids, detail=detail, cost=len(recipients))
+        # What is left, for the response's RateLimit field: reads, side by side.
+        charged = [limit for limit in (self.uploads, self.recipients) if limit]
+        request[USAGES] = list(await asyncio.gather(*(limit.usage(*ids) for limit in charged)))
 
     def fingerprint(self) -> Fingerprint:
         return Fingerprint(self.pepper)
