@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ephemeral.config import RateLimitSettings
+from ephemeral.config import RateLimitSettings, Settings
 from ephemeral.errors import ServiceError
 
 DRAFT = "draft-ietf-httpapi-ratelimit-headers-10"
@@ -103,6 +103,11 @@ def published(r: RateLimitSettings) -> dict[str, Any]:
         "headers": DRAFT,
         "policies": [p.published() for p in Policies.of(r).all() if p.quota > 0],
     }
+
+
+def policies(settings: Settings) -> dict[str, Any]:
+    """What GET /v1/config publishes as `rate_limits`."""
+    return published(settings.ratelimit)
 
 
 def headers(usages: list[Usage]) -> dict[str, str]:

@@ -11,7 +11,15 @@ from aiohttp.test_utils import make_mocked_request
 from ephemeral.abuse.address import client_address, parse_trusted
 from ephemeral.abuse.content import load_pepper, recipient_tag
 from ephemeral.abuse.memory import over
-from ephemeral.abuse.policy import DRAFT, Policies, Usage, headers, published, rate_limited
+from ephemeral.abuse.policy import (
+    DRAFT,
+    Policies,
+    Usage,
+    headers,
+    policies,
+    published,
+    rate_limited,
+)
 from ephemeral.config import ConfigError, RateLimitSettings, Settings, load
 
 
@@ -67,6 +75,7 @@ def test_defaults_are_the_contract_and_all_are_published() -> None:
         "redeem-misses": (30, 60, "client-address"),
         "viewer": (300, 60, "client-address"),
     }
+    assert policies(Settings()) == body
     off = published(RateLimitSettings(uploads_per_minute=0, viewer_per_minute=0))
     assert {p["name"] for p in off["policies"]} == set(quotas) - {"uploads", "viewer"}
 
