@@ -95,17 +95,22 @@ class Abuse:
 
     # -- senders ---------------------------------------------------------------------------
 
+    async def before_body(self, sender: Sender) -> None:
+        """Expect: 100-continue: refuse a sender already at a limit before the body is sent.
+        Counts nothing; the create itself checks (and charges) again."""
+        if await self.memory.raised():
+            raise _shed()
+        self._refuse(await self.quota.check(sender.tenant, sender.id))
+        if self.uploads:
+            detail = f"at most {self.uploads.policy.quota} uploads a minute"
+            await self.uploads.check(sender.tenant, sender.id, detail=detail)
+
     async def before_upload(
         self, request: web.Request, sender: Sender, recipients: Sequence[str]
     ) -> None:
         """Before any file byte is read: shed under memory pressure, then the sender's quotas."""
         if await self.memory.raised():
-            raise ServiceError(
-                503,
-                "unavailable",
-                "uploads are paused while the service is short of memory; views still work",
-                headers={"Retry-After": str(SHED_RETRY)},
-            )
+            raise _shed()
         self._refuse(await self.quota.check(sender.tenant, sender.id))
         ids = (sender.tenant, sender.id)
         if self.uploads:  # one after the other: a refused upload charges no recipients
@@ -183,6 +188,15 @@ class Abuse:
         if self.viewer:
             detail = f"at most {self.viewer.policy.quota} viewer requests a minute"
             await self.viewer.hit(address, detail=detail)
+
+
+def _shed() -> ServiceError:
+    return ServiceError(
+        503,
+        "unavailable",
+        "uploads are paused while the service is short of memory; views still work",
+        headers={"Retry-After": str(SHED_RETRY)},
+    )
 
 
 def _limit(policy: Policy, per: type[RateLimitItem], limiter: RateLimiter) -> Limit | None:

@@ -43,10 +43,13 @@ def _precheck(request: web.Request, svc: Services) -> Sender:
 
 async def expect(request: web.Request) -> web.StreamResponse | None:
     """Expect: 100-continue is answered with the error when the headers already fail."""
+    svc = services(request)
     try:
-        _precheck(request, services(request))
+        await svc.abuse.before_body(_precheck(request, svc))
     except ServiceError as exc:
         return problem(exc, os.urandom(8).hex())
+    except RedisError:  # the create checks again and answers 503 if Redis is really down
+        pass
     if request.headers.get("Expect", "").lower() != "100-continue":
         return problem(ServiceError(417, "bad-request", "unknown Expect"), os.urandom(8).hex())
     if request.version >= (1, 1):

@@ -179,3 +179,30 @@ async def test_caps_hold_under_concurrent_uploads(make_client: Any, settings: Se
     statuses = sorted([r.status for r in await asyncio.gather(*burst)])
     assert statuses == [202] * 5 + [429] * 7, statuses
     assert len(await media_ids(client, settings, sub="carol")) == 5
+
+
+async def test_expect_100_continue_is_answered_with_the_429(
+    make_client: Any, settings: Settings
+) -> None:
+    """A sender at a limit learns it before sending a byte of the file."""
+    import asyncio
+
+    from tests.fixtures.core import sender_token
+
+    settings = limited(settings, uploads_per_minute=1)
+    client = await make_client(settings, worker=False)
+    assert (await post_upload(client, settings, ["bob"])).status == 202
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(
+            b"POST /v1/media HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {sender_token(settings)}\r\n".encode()
+            + b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + b"Content-Length: 50000000\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 429"), head  # no body was ever sent
+    assert b"Retry-After: " in head and b'RateLimit: "uploads";r=0;t=' in head
