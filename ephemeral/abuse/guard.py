@@ -138,7 +138,7 @@ class Abuse:
         self._refuse(verdict)
         try:
             await self._fanout(sender.tenant, content.hexdigest(), meta.recipients)
-        except BaseException:
+        except ServiceError:  # anything else is left to the prune (no record: released)
             await self.quota.release(sender.tenant, sender.id, media_id)
             raise
 

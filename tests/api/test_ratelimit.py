@@ -72,7 +72,8 @@ async def test_recipients_a_day_refuse_a_create_that_would_pass_the_quota(
 async def test_fanout_trips_on_identical_content_and_not_on_different_content(
     make_client: Any, settings: Settings
 ) -> None:
-    settings = limited(settings, fanout_recipients=3)
+    # Room for exactly four jobs: the refused create must give its in-flight slot back.
+    settings = limited(settings, fanout_recipients=3, inflight_jobs=4)
     client = await make_client(settings, worker=False)
     same, other = jpeg_bytes(color="red"), jpeg_bytes(color="blue")
     for group in (["r1", "r2"], ["r3"], ["r1", "r2"]):  # a resend to the same people adds none
