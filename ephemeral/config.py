@@ -156,8 +156,8 @@ class RateLimitSettings:
     memory_alarm_fraction: float = 0.9  # shed uploads above this share of Redis maxmemory
     memory_alarm_bytes: int = 0  # ... or above this used_memory (0: only the fraction)
     memory_check_interval: float = 1.0  # seconds an INFO memory reading is reused
-    # The key of the content HMAC (fan-out); every API process must share it. Default: a file
-    # generated under the data dir (0600), like the embedded JWT key. Never stored in Redis.
+    # The key of the content HMAC (fan-out); every API process must share it. Default: a 0600
+    # file made once in the keyring dir (outside the data dir). Never stored in Redis.
     pepper: str | None = None
     pepper_file: Path | None = None
 

@@ -106,12 +106,17 @@ def test_the_pepper_is_made_once_0600_and_shared(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     first = load_pepper(settings)
     assert len(first) >= 43 and load_pepper(settings) == first
-    path = tmp_path / "data" / "abuse.pepper"
+    path = tmp_path / "data.keyring" / "abuse.pepper"  # beside the epoch keys, not in the data
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert [p.name for p in path.parent.iterdir()] == ["abuse.pepper"]  # no draft left over
+    assert not (tmp_path / "data").exists()
     configured = Settings(
         data_dir=tmp_path / "other",
         ratelimit=RateLimitSettings(pepper="x" * 32),
     )
-    assert load_pepper(configured) == b"x" * 32 and not (tmp_path / "other").exists()
+    assert load_pepper(configured) == b"x" * 32 and not (tmp_path / "other.keyring").exists()
     assert recipient_tag(first, "bob") != recipient_tag(b"x" * 32, "bob")
+    blocked = Settings(ratelimit=RateLimitSettings(pepper_file=path / "under-a-file"))
+    with pytest.raises(ConfigError, match=r"ratelimit\.pepper"):
+        load_pepper(blocked)
