@@ -17,8 +17,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ephemeral.auth import Authenticator, load_key
 from ephemeral.config import ConfigError, Settings, load
 from ephemeral.embedded_redis import EmbeddedRedis
+from ephemeral.logs import configure as configure_logging
 from ephemeral.media.box import harden_process
-from ephemeral.middleware import AccessLogger
+from ephemeral.metrics_dir import use_metrics_dir
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,12 +76,16 @@ async def serve(settings: Settings) -> None:
             )
         background = [running_worker] if settings.embedded_worker else []
         from ephemeral.app import create_app
+        from ephemeral.handlers.ops import start_ops_listener
+        from ephemeral.middleware import AccessLogger  # after the metrics dir is chosen
 
         app = create_app(settings, embedded=embedded, background=background)
         runner = web.AppRunner(app, access_log_class=AccessLogger)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, settings.host, settings.port).start()
+        if settings.ops.port is not None:  # /metrics, /healthz, /readyz move there
+            stack.push_async_callback(await start_ops_listener(app, settings, AccessLogger))
         mode = "embedded redis-server" if embedded else "external Redis"
         worker = "in-process worker" if settings.embedded_worker else "no worker"
         logging.getLogger("ephemeral").info(
@@ -105,10 +110,12 @@ async def worker(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     harden_process()  # no core dumps, not dumpable: keys live in this process's memory
     try:
         settings = apply_flags(load(args.config), args)
+        configure_logging(settings.log)
+        if args.command in ("serve", "worker"):
+            use_metrics_dir(settings.metrics_path)
         if args.command == "token":
             key = load_key(settings, generate=not settings.redis.url)
             print(Authenticator(settings, key).mint(args.sub, args.lifetime))

@@ -24,6 +24,7 @@ from ephemeral.services import Services
 from ephemeral.state import typed
 from ephemeral.vault import SealedObject, new_object_key
 from storage.base import StorageError
+from workers.timing import timed_processing
 
 log = logging.getLogger("workers.jobs")
 TRANSIENT = (StorageError, RedisConnectionError, RedisTimeoutError, OSError)
@@ -66,6 +67,12 @@ def av_limits(settings: Settings) -> AvLimits:
 
 
 async def normalise(ctx: dict[str, Any], media_id: str) -> str:
+    async with timed_processing(services(ctx), media_id) as job:
+        job.outcome = await _normalise_or_retry(ctx, media_id)
+        return job.outcome
+
+
+async def _normalise_or_retry(ctx: dict[str, Any], media_id: str) -> str:
     svc = services(ctx)
     try:
         return await _normalise(svc, media_id, ctx.get(TRANSCODES))

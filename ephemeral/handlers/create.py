@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ephemeral import upload
+from ephemeral import metrics, upload
 from ephemeral.auth import Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
@@ -75,6 +75,7 @@ async def create(request: web.Request) -> web.Response:
     except BaseException:
         await asyncio.shield(_discard(svc, media_id, object_key))
         raise
+    metrics.observe_upload(incoming.sniffed.kind, incoming.received)
     try:
         await svc.jobs.normalise(media_id)
     except RedisError as exc:  # the record exists: the sweeper enqueues it again, idempotently

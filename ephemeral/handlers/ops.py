@@ -1,12 +1,22 @@
-"""Liveness and readiness for orchestrators."""
+"""Liveness, readiness and metrics for orchestrators; optionally on a listener of their own."""
 
 from __future__ import annotations
 
-from aiohttp import web
+import logging
+from collections.abc import Awaitable, Callable
 
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from redis.exceptions import RedisError
+
+from ephemeral import metrics
+from ephemeral.config import Settings
 from ephemeral.errors import unavailable
 from ephemeral.handlers.common import json_response
-from ephemeral.web_keys import services
+from ephemeral.middleware import errors_middleware
+from ephemeral.web_keys import SERVICES, SETTINGS, services
+
+log = logging.getLogger("ephemeral.ops")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -21,3 +31,35 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception:
         raise unavailable("redis or storage is not ready") from None
     return json_response({"status": "ready"})
+
+
+async def scrape(request: web.Request) -> web.Response:
+    svc = services(request)
+    try:
+        backlog: metrics.Backlog | None = await metrics.read_backlog(svc.redis, svc.keys)
+    except (RedisError, OSError) as exc:  # the counters matter most when Redis is in trouble
+        log.warning("metrics without the backlog gauges: %s", type(exc).__name__)
+        backlog = None
+    body, content_type = metrics.render(backlog)
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/healthz", healthz)
+    router.add_get("/readyz", readyz)
+    router.add_get("/metrics", scrape, allow_head=False)
+
+
+async def start_ops_listener(
+    main: web.Application, settings: Settings, access_log: type[AbstractAccessLogger]
+) -> Callable[[], Awaitable[None]]:
+    """The ops routes on ops.host:ops.port, sharing the running app's services. Returns the
+    cleanup to call at shutdown."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[SETTINGS] = settings
+    app[SERVICES] = main[SERVICES]  # opened by the main app's startup, which ran already
+    add_routes(app.router)
+    runner = web.AppRunner(app, access_log_class=access_log)
+    await runner.setup()
+    await web.TCPSite(runner, settings.ops.host, settings.ops.port).start()
+    return runner.cleanup

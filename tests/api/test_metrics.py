@@ -1,0 +1,223 @@
+"""/metrics: two API processes and a worker share one multiprocess registry, and the scrape
+counts exactly what happened; the ops listener; the JSON access lines of a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ephemeral.config import Settings
+from ephemeral.metrics_dir import prepare_dir, use_metrics_dir
+from tests.fixtures.core import auth, jpeg_bytes, multipart
+from tests.fixtures.logscan import output_path
+from tests.fixtures.processes import api_processes, free_port, server_env, spawn, wait_healthy
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def scrape(session: aiohttp.ClientSession, url: str) -> tuple[Samples, str]:
+    async with session.get(f"{url}/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    return parse(text), text
+
+
+@pytest.fixture
+def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    argv = [sys.executable, "-m", "ephemeral", "worker"]
+    process = spawn(argv, server_env(settings, free_port()), "worker")
+    yield process
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+async def wait_for(
+    session: aiohttp.ClientSession, url: str, settings: Settings, media_id: str, field: str
+) -> dict[str, Any]:
+    import asyncio
+
+    for _ in range(600):
+        async with session.get(f"{url}/v1/media/{media_id}", headers=auth(settings)) as response:
+            body: dict[str, Any] = await response.json()
+        if body["state"] == "failed":
+            raise AssertionError(body)
+        if (field == "ready" and body["state"] == "ready") or body.get(field):
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"media never got {field}")
+
+
+DELTAS = {
+    ("ephemeral_uploads_total", (("kind", "image"),)): 1,
+    ("ephemeral_views_total", (("kind", "image"),)): 1,
+    ("ephemeral_processing_seconds_count", (("kind", "image"), ("outcome", "ready"))): 1,
+    ("ephemeral_purge_lag_seconds_count", ()): 1,
+    ("ephemeral_http_errors_total", (("status", "404"), ("code", "not-found"))): 1,
+    (
+        "ephemeral_http_requests_total",
+        (("route", "/v1/media/{media_id}"), ("method", "GET"), ("status", "404")),
+    ): 1,
+    (
+        "ephemeral_http_requests_total",
+        (("route", "/v1/views"), ("method", "POST"), ("status", "201")),
+    ): 1,
+    (
+        "ephemeral_http_requests_total",
+        (("route", "/v1/media"), ("method", "POST"), ("status", "202")),
+    ): 1,
+}
+
+
+async def test_one_scrape_counts_every_process(
+    settings: Settings, worker_process: subprocess.Popen[bytes]
+) -> None:
+    photo = jpeg_bytes((120, 90))
+    with api_processes(settings, 2) as (first, second):
+        async with aiohttp.ClientSession() as session:
+            before, _ = await scrape(session, first)
+            async with session.post(
+                f"{first}/v1/media",
+                data=multipart({"recipients": ["bob"]}, photo),
+                headers=auth(settings),
+            ) as response:
+                assert response.status == 202
+                created = await response.json()
+            media_id = created["id"]
+            await wait_for(session, second, settings, media_id, "ready")  # the worker's job
+            token = created["recipients"][0]["token"]
+            async with session.post(f"{second}/v1/views", json={"token": token}) as response:
+                assert response.status == 201
+                view = await response.json()
+            lease = {"Authorization": f"Lease {view['lease']}"}
+            content_url = f"{second}/v1/views/{view['view_id']}/content"
+            async with session.get(content_url, headers=lease) as response:
+                shown = await response.read()
+            async with session.delete(f"{second}/v1/views/{view['view_id']}", headers=lease):
+                pass  # the only view is over: the purge follows
+            async with session.get(f"{first}/v1/media/m_nosuchmedia", headers=auth(settings)) as r:
+                assert r.status == 404
+            await wait_for(session, first, settings, media_id, "purged_at")
+            after, text = await scrape(session, first)
+            from_second, _ = await scrape(session, second)
+
+    for (name, labels), delta in DELTAS.items():
+        moved = value(after, name, **dict(labels)) - value(before, name, **dict(labels))
+        assert moved == delta, (name, labels, moved)
+    received = value(after, "ephemeral_upload_bytes_total", kind="image")
+    assert received - value(before, "ephemeral_upload_bytes_total", kind="image") == len(photo)
+    sent = value(after, "ephemeral_content_bytes_total", kind="image")
+    assert sent - value(before, "ephemeral_content_bytes_total", kind="image") == len(shown)
+    # The other process's scrape sums the same files (its own /metrics call aside).
+    for name, labels in DELTAS:
+        assert value(from_second, name, **dict(labels)) == value(after, name, **dict(labels))
+    assert value(after, "ephemeral_queue_depth") >= 0
+    assert ("ephemeral_live_media", frozenset()) in after
+    # Labels are templates and fixed sets: no id of the media or of the view, no secret.
+    for secret in (media_id, view["view_id"], view["lease"], *token.split(".")):
+        assert secret not in text
+
+
+def test_the_ops_listener_takes_metrics_and_probes(settings: Settings) -> None:
+    port, ops_port = free_port(), free_port()
+    env = server_env(settings, port)
+    env["EPHEMERAL_OPS_PORT"] = str(ops_port)
+    log = output_path("serve-ops")
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ephemeral", "serve", "--no-worker"],
+            env=env,
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    public, ops = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ops_port}"
+    try:
+        wait_healthy(ops, process)
+        for path in ("/metrics", "/healthz", "/readyz"):
+            assert fetch(ops + path)[0] == 200
+            assert fetch(public + path)[0] == 404
+        assert fetch(ops + "/v1/media")[0] == 404
+        assert fetch(public + "/v/AAAAAAAAAAAAAAAAAAAAAA")[0] == 200  # the viewer page
+        samples = parse(fetch(ops + "/metrics")[1])
+        hit = value(
+            samples,
+            "ephemeral_http_requests_total",
+            route="/v/{lookup}",
+            method="GET",
+            status="200",
+        )
+        assert hit == 1
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert lines and all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
+    access = [line for line in lines if line.get("route") == "/v/{lookup}"]
+    assert len(access) == 1
+    (line,) = access
+    assert line["method"] == "GET" and line["status"] == 200 and len(line["request_id"]) == 16
+    assert line["duration_ms"] >= 0 and line["bytes"] > 0
+    assert "AAAAAAAAAAAAAAAAAAAAAA" not in log.read_text()  # the raw path is never logged
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_metrics_dir_is_chosen_before_prometheus_client_loads(tmp_path: Path) -> None:
+    # The CLI picks the directory after reading the settings: nothing it imports may load
+    # prometheus_client first, or every value would silently stay in one process.
+    probe = "import sys, ephemeral.cli; print('prometheus_client' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert found.returncode == 0 and found.stdout.strip() == "False", found.stderr
+    with pytest.raises(RuntimeError, match="before the metrics dir"):
+        use_metrics_dir(tmp_path / "metrics")  # this test process has loaded it already
+
+
+def test_a_fresh_start_clears_stale_files_and_a_live_sibling_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (directory / f"counter_{dead.pid}.db").write_bytes(b"old")
+    prepare_dir(directory)
+    assert list(directory.iterdir()) == []
+    with subprocess.Popen(["sleep", "30"]) as sibling:
+        try:
+            (directory / f"counter_{sibling.pid}.db").write_bytes(b"live")
+            (directory / f"histogram_{dead.pid}.db").write_bytes(b"old")
+            prepare_dir(directory)
+            assert len(list(directory.iterdir())) == 2  # joined: nothing of a live run goes
+        finally:
+            sibling.kill()
