@@ -76,8 +76,9 @@ async def serve(settings: Settings) -> None:
             )
         background = [running_worker] if settings.embedded_worker else []
         from ephemeral.app import create_app
-        from ephemeral.handlers.ops import start_ops_listener
+        from ephemeral.handlers.ops import ops_listener
         from ephemeral.middleware import AccessLogger  # after the metrics dir is chosen
+        from ephemeral.web_keys import SERVICES
 
         app = create_app(settings, embedded=embedded, background=background)
         runner = web.AppRunner(app, access_log_class=AccessLogger)
@@ -85,7 +86,7 @@ async def serve(settings: Settings) -> None:
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, settings.host, settings.port).start()
         if settings.ops.port is not None:  # /metrics, /healthz, /readyz move there
-            stack.push_async_callback(await start_ops_listener(app, settings, AccessLogger))
+            await stack.enter_async_context(ops_listener(app[SERVICES], AccessLogger))
         mode = "embedded redis-server" if embedded else "external Redis"
         worker = "in-process worker" if settings.embedded_worker else "no worker"
         logging.getLogger("ephemeral").info(
@@ -99,13 +100,17 @@ async def serve(settings: Settings) -> None:
 
 
 async def worker(settings: Settings) -> None:
+    from ephemeral.handlers.ops import ops_listener
+    from ephemeral.middleware import AccessLogger
     from workers.runtime import run_standalone
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_standalone(settings, stop)
+    # A worker host without an API process still exports its metrics, on the ops port.
+    ops = (lambda svc: ops_listener(svc, AccessLogger)) if settings.ops.port is not None else None
+    await run_standalone(settings, stop, ops)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 from arq.worker import Worker, func
 
@@ -75,7 +76,13 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
                 log.warning("%s ended with %r", task.get_name(), task.exception())
 
 
-async def run_standalone(settings: Settings, stop: asyncio.Event) -> None:
+async def run_standalone(
+    settings: Settings,
+    stop: asyncio.Event,
+    ops: Callable[[Services], AbstractAsyncContextManager[None]] | None = None,
+) -> None:
+    """`ops` serves /metrics, /healthz and /readyz beside the worker (ops.port)."""
     async with open_services(settings) as svc, running_worker(svc):
-        log.info("worker running")
-        await stop.wait()
+        async with ops(svc) if ops is not None else contextlib.nullcontext():
+            log.info("worker running")
+            await stop.wait()

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from redis.exceptions import RedisError
 
 from ephemeral import metrics
-from ephemeral.config import Settings
 from ephemeral.errors import unavailable
 from ephemeral.handlers.common import json_response
 from ephemeral.middleware import errors_middleware
+from ephemeral.services import Services
 from ephemeral.web_keys import SERVICES, SETTINGS, services
 
 log = logging.getLogger("ephemeral.ops")
@@ -50,16 +51,20 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/metrics", scrape, allow_head=False)
 
 
-async def start_ops_listener(
-    main: web.Application, settings: Settings, access_log: type[AbstractAccessLogger]
-) -> Callable[[], Awaitable[None]]:
-    """The ops routes on ops.host:ops.port, sharing the running app's services. Returns the
-    cleanup to call at shutdown."""
+@contextlib.asynccontextmanager
+async def ops_listener(
+    svc: Services, access_log: type[AbstractAccessLogger]
+) -> AsyncIterator[None]:
+    """The ops routes on ops.host:ops.port, on the services of a running API or worker."""
+    settings = svc.settings
     app = web.Application(middlewares=[errors_middleware])
     app[SETTINGS] = settings
-    app[SERVICES] = main[SERVICES]  # opened by the main app's startup, which ran already
+    app[SERVICES] = svc
     add_routes(app.router)
     runner = web.AppRunner(app, access_log_class=access_log)
     await runner.setup()
-    await web.TCPSite(runner, settings.ops.host, settings.ops.port).start()
-    return runner.cleanup
+    try:
+        await web.TCPSite(runner, settings.ops.host, settings.ops.port).start()
+        yield
+    finally:
+        await runner.cleanup()

@@ -48,12 +48,18 @@ async def scrape(session: aiohttp.ClientSession, url: str) -> tuple[Samples, str
 
 
 @pytest.fixture
-def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    argv = [sys.executable, "-m", "ephemeral", "worker"]
-    process = spawn(argv, server_env(settings, free_port()), "worker")
-    yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+def worker_ops(settings: Settings) -> Iterator[str]:
+    """A worker process with its own ops listener; yields that listener's URL."""
+    env = server_env(settings, free_port())
+    ops_port = free_port()
+    env["EPHEMERAL_OPS_PORT"] = str(ops_port)
+    process = spawn([sys.executable, "-m", "ephemeral", "worker"], env, "worker")
+    try:
+        wait_healthy(f"http://127.0.0.1:{ops_port}", process)
+        yield f"http://127.0.0.1:{ops_port}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 async def wait_for(
@@ -93,9 +99,7 @@ DELTAS = {
 }
 
 
-async def test_one_scrape_counts_every_process(
-    settings: Settings, worker_process: subprocess.Popen[bytes]
-) -> None:
+async def test_one_scrape_counts_every_process(settings: Settings, worker_ops: str) -> None:
     photo = jpeg_bytes((120, 90))
     with api_processes(settings, 2) as (first, second):
         async with aiohttp.ClientSession() as session:
@@ -124,6 +128,7 @@ async def test_one_scrape_counts_every_process(
             await wait_for(session, first, settings, media_id, "purged_at")
             after, text = await scrape(session, first)
             from_second, _ = await scrape(session, second)
+            from_worker, _ = await scrape(session, worker_ops)
 
     for (name, labels), delta in DELTAS.items():
         moved = value(after, name, **dict(labels)) - value(before, name, **dict(labels))
@@ -132,9 +137,10 @@ async def test_one_scrape_counts_every_process(
     assert received - value(before, "ephemeral_upload_bytes_total", kind="image") == len(photo)
     sent = value(after, "ephemeral_content_bytes_total", kind="image")
     assert sent - value(before, "ephemeral_content_bytes_total", kind="image") == len(shown)
-    # The other process's scrape sums the same files (its own /metrics call aside).
+    # The other processes' scrapes sum the same files (the worker's on its ops listener).
     for name, labels in DELTAS:
         assert value(from_second, name, **dict(labels)) == value(after, name, **dict(labels))
+        assert value(from_worker, name, **dict(labels)) == value(after, name, **dict(labels))
     assert value(after, "ephemeral_queue_depth") >= 0
     assert ("ephemeral_live_media", frozenset()) in after
     # Labels are templates and fixed sets: no id of the media or of the view, no secret.
