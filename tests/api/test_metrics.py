@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ephemeral.config import Settings
 from ephemeral.metrics_dir import prepare_dir, use_metrics_dir
+from storage.fs import TMP_DIR
 from tests.fixtures.core import auth, jpeg_bytes, multipart
 from tests.fixtures.logscan import output_path
 from tests.fixtures.processes import api_processes, free_port, server_env, spawn, wait_healthy
@@ -227,3 +229,30 @@ def test_a_fresh_start_clears_stale_files_and_a_live_sibling_keeps_its_own(
             assert len(list(directory.iterdir())) == 2  # joined: nothing of a live run goes
         finally:
             sibling.kill()
+
+
+async def test_storage_errors_are_counted_in_process(make_client: Any, settings: Settings) -> None:
+    # The app in this process: no multiprocess dir, the default registry, /metrics public.
+    client = await make_client(settings, worker=False)
+
+    async def scraped() -> Samples:
+        response = await client.get("/metrics")
+        assert response.status == 200
+        return parse(await response.text())
+
+    before = await scraped()
+    temp = settings.blob_root / TMP_DIR
+    shutil.rmtree(temp)
+    temp.write_text("not a directory")  # every put now fails inside the backend
+    response = await client.post(
+        "/v1/media", data=multipart({"recipients": ["bob"]}, jpeg_bytes()), headers=auth(settings)
+    )
+    assert response.status == 503
+    after = await scraped()
+    moved = {
+        ("ephemeral_storage_errors_total", (("backend", "fs"), ("op", "put"))): 1,
+        ("ephemeral_http_errors_total", (("status", "503"), ("code", "unavailable"))): 1,
+        ("ephemeral_uploads_total", (("kind", "image"),)): 0,
+    }
+    for (name, labels), delta in moved.items():
+        assert value(after, name, **dict(labels)) - value(before, name, **dict(labels)) == delta
