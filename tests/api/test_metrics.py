@@ -12,6 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ephemeral.config import Settings
 from ephemeral.metrics_dir import prepare_dir, use_metrics_dir
 from storage.fs import TMP_DIR
-from tests.fixtures.core import auth, jpeg_bytes, multipart
+from tests.fixtures.core import auth, jpeg_bytes, multipart, upload, wait_state
 from tests.fixtures.logscan import output_path
 from tests.fixtures.processes import api_processes, free_port, server_env, spawn, wait_healthy
 
@@ -256,3 +257,26 @@ async def test_storage_errors_are_counted_in_process(make_client: Any, settings:
     }
     for (name, labels), delta in moved.items():
         assert value(after, name, **dict(labels)) - value(before, name, **dict(labels)) == delta
+
+
+async def test_purge_lag_runs_from_the_deadline_that_made_the_purge_due(
+    make_client: Any, settings: Settings
+) -> None:
+    client = await make_client(settings)  # with the in-process worker and sweeper
+    before = parse(await (await client.get("/metrics")).text())
+    created = await upload(client, settings, {"recipients": ["bob"], "expires_in": 1})
+    body = await wait_state(client, settings, created["id"], {"purged"}, timeout=30, purged=True)
+    after = parse(await (await client.get("/metrics")).text())
+    count = "ephemeral_purge_lag_seconds_count"
+    assert value(after, count) - value(before, count) == 1
+    lag = value(after, "ephemeral_purge_lag_seconds_sum") - value(
+        before, "ephemeral_purge_lag_seconds_sum"
+    )
+    # Unopened: the condition held at expires_at (not when the sweeper noticed), and the
+    # blobs were confirmed gone at purged_at.
+    expected = stamp(body["purged_at"]) - stamp(created["expires_at"])
+    assert abs(lag - expected) < 0.002, (lag, expected)
+
+
+def stamp(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
