@@ -4,6 +4,7 @@ counts exactly what happened; the ops listener; the JSON access lines of a real 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ephemeral.config import Settings
+from ephemeral.logs import RequestIdFilter, json_formatter
 from ephemeral.metrics_dir import prepare_dir, use_metrics_dir
 from storage.fs import TMP_DIR
 from tests.fixtures.core import auth, jpeg_bytes, multipart, upload, wait_state
@@ -245,10 +247,21 @@ async def test_storage_errors_are_counted_in_process(make_client: Any, settings:
     temp = settings.blob_root / TMP_DIR
     shutil.rmtree(temp)
     temp.write_text("not a directory")  # every put now fails inside the backend
-    response = await client.post(
-        "/v1/media", data=multipart({"recipients": ["bob"]}, jpeg_bytes()), headers=auth(settings)
-    )
+    lines = JsonLines()
+    logging.getLogger("ephemeral").addHandler(lines)
+    try:
+        response = await client.post(
+            "/v1/media",
+            data=multipart({"recipients": ["bob"]}, jpeg_bytes()),
+            headers=auth(settings),
+        )
+    finally:
+        logging.getLogger("ephemeral").removeHandler(lines)
     assert response.status == 503
+    # A line logged inside the request carries its id, the one the client sees.
+    (warning,) = [line for line in lines.parsed() if line["level"] == "WARNING"]
+    assert warning["request_id"] == response.headers["X-Request-Id"]
+    assert warning["msg"] == "backend unavailable: StorageError"
     after = await scraped()
     moved = {
         ("ephemeral_storage_errors_total", (("backend", "fs"), ("op", "put"))): 1,
@@ -276,6 +289,22 @@ async def test_purge_lag_runs_from_the_deadline_that_made_the_purge_due(
     # blobs were confirmed gone at purged_at.
     expected = stamp(body["purged_at"]) - stamp(created["expires_at"])
     assert abs(lag - expected) < 0.002, (lag, expected)
+
+
+class JsonLines(logging.Handler):
+    """The production formatter and request-id filter, into a list."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(json_formatter())
+        self.addFilter(RequestIdFilter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def parsed(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
 
 
 def stamp(iso: str) -> float:
