@@ -111,7 +111,11 @@ async def _normalise(svc: Services, media_id: str, gate: asyncio.Semaphore | Non
         await svc.lifecycle.fail(media_id, "processing-failed", "the upload is unreadable")
         return "failed"
     if not await svc.media.mark_ready(media_id, output):
-        await svc.lifecycle.evaluate(media_id)  # unsent while we worked: purge the output too
+        # Unsent or expired while we worked. A purge that ran meanwhile released the output's
+        # key before the blob existed, so it is deleted here, not left to that purge.
+        await svc.store.delete(output["obj"])
+        await svc.media.release_object(media_id, output["obj"])
+        await svc.lifecycle.evaluate(media_id)
         return "refused"
     await _drop_stale_objects(svc, media_id, output["obj"])
     return "ready"
