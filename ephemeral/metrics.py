@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from ephemeral.state.keys import LIVE_SHARDS, Keys
 
 KINDS = frozenset({"image", "video", "audio"})
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 REQUESTS = Counter(
     "ephemeral_http_requests_total",
@@ -91,6 +92,7 @@ def kind_label(kind: str) -> str:
 
 
 def observe_request(route: str, method: str, status: int, seconds: float, code: str) -> None:
+    method = method if method in METHODS else "other"  # clients may send any token
     REQUESTS.labels(route, method, str(status)).inc()
     REQUEST_SECONDS.labels(route, method).observe(seconds)
     if status >= 400:

@@ -173,6 +173,8 @@ def test_the_ops_listener_takes_metrics_and_probes(settings: Settings) -> None:
             assert fetch(ops + path)[0] == 200
             assert fetch(public + path)[0] == 404
         assert fetch(ops + "/v1/media")[0] == 404
+        odd = urllib.request.Request(public + "/v1/media", method="PROPFIND")
+        assert 400 <= fetch(odd)[0] < 500
         assert fetch(public + "/v/AAAAAAAAAAAAAAAAAAAAAA")[0] == 200  # the viewer page
         samples = parse(fetch(ops + "/metrics")[1])
         hit = value(
@@ -183,6 +185,9 @@ def test_the_ops_listener_takes_metrics_and_probes(settings: Settings) -> None:
             status="200",
         )
         assert hit == 1
+        # Label values come from fixed sets, whatever the client sends.
+        methods = {dict(labels).get("method") for _, labels in samples} - {None}
+        assert "PROPFIND" not in methods and "other" in methods
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
@@ -196,7 +201,7 @@ def test_the_ops_listener_takes_metrics_and_probes(settings: Settings) -> None:
     assert "AAAAAAAAAAAAAAAAAAAAAA" not in log.read_text()  # the raw path is never logged
 
 
-def fetch(url: str) -> tuple[int, str]:
+def fetch(url: str | urllib.request.Request) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, response.read().decode()
