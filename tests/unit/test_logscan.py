@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from ephemeral.crypto import keys as kc
-from tests.fixtures.core import JWT_KEY
+from tests.fixtures.keys import JWT_KEY
 from tests.fixtures.logscan import mask, scan_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,27 +67,23 @@ TINY = """
 import logging
 from tests.fixtures.logscan import output_path
 
-def test_it():
-    {body}
+def test_logs():
+    {logged}
+
+def test_a_server_writes():
+    {written}
 """
 
 
-def run_pytest(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+def run_pytest(
+    tmp_path: Path, logged: str, written: str = "pass"
+) -> subprocess.CompletedProcess[str]:
     test = tmp_path / "test_tiny.py"
-    test.write_text(TINY.format(body=textwrap.indent(body, "    ").strip()))
+    test.write_text(TINY.format(logged=logged, written=written))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = ["-p", "tests.fixtures.logscan", "-p", "no:cacheprovider", str(test)]
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "tests.fixtures.logscan",
-            "-p",
-            "no:cacheprovider",
-            str(test),
-        ],
+        [sys.executable, "-m", "pytest", "-q", *argv],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -99,16 +94,19 @@ def run_pytest(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_secret_logged_anywhere_fails_the_run(tmp_path: Path) -> None:
     token = fake_token()
-    logged = run_pytest(tmp_path, f'logging.getLogger("x").info("redeemed %s", "{token}")')
-    assert logged.returncode == 1, logged.stdout
-    assert "secrets in logs" in logged.stdout and "view token" in logged.stdout
-    assert "1 passed" in logged.stdout  # the test itself passed: the scan failed the run
-    assert token not in logged.stdout and token.split(".")[1] not in logged.stdout
-
     lease = "Xk3_9qPzLm2vTtR8wN4bHc7sYd1eFg5jAo6iUu0rKlQ"
-    child = f'output_path("serve").write_text("lease {lease} granted")'
-    written = run_pytest(tmp_path, child)
-    assert written.returncode == 1 and "bare 256-bit secret" in written.stdout, written.stdout
+    leaky = run_pytest(
+        tmp_path,
+        f'logging.getLogger("x").info("redeemed %s", "{token}")',
+        f'output_path("serve").write_text("lease {lease} granted")',
+    )
+    assert leaky.returncode == 1, leaky.stdout
+    assert "2 passed" in leaky.stdout  # the tests themselves passed: the scan failed the run
+    report = leaky.stdout[leaky.stdout.index("secrets in logs") :]
+    assert "test-process.log:1: view token" in report
+    assert "serve-0.log:1: bare 256-bit secret" in report
+    for secret in (token, *token.split("."), lease):
+        assert secret not in leaky.stdout
 
     clean = run_pytest(tmp_path, 'logging.getLogger("x").info("GET /v/{lookup} 200")')
     assert clean.returncode == 0, clean.stdout
