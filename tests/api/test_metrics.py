@@ -314,3 +314,13 @@ class JsonLines(logging.Handler):
 
 def stamp(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+async def test_backlog_gauges_read_the_shared_state(make_client: Any, settings: Settings) -> None:
+    client = await make_client(settings, worker=False)  # nobody takes the job
+    await upload(client, settings, {"recipients": ["bob"]})
+    await upload(client, settings, {"recipients": ["carol"]})
+    samples = parse(await (await client.get("/metrics")).text())
+    assert value(samples, "ephemeral_queue_depth") == 2
+    assert value(samples, "ephemeral_live_media") == 2
+    assert value(samples, "ephemeral_webhook_retry_depth") == 0
