@@ -1,5 +1,5 @@
 """/metrics: two API processes and a worker share one multiprocess registry, and the scrape
-counts exactly what happened; the ops listener; the JSON access lines of a real server."""
+counts exactly what happened; the in-process registry for storage errors, purge lag, backlog."""
 
 from __future__ import annotations
 
@@ -8,40 +8,20 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from ephemeral.config import Settings
 from ephemeral.logs import RequestIdFilter, json_formatter
-from ephemeral.metrics_dir import prepare_dir, use_metrics_dir
 from storage.fs import TMP_DIR
+from tests.api.samples import Samples, parse, value
 from tests.fixtures.core import auth, jpeg_bytes, multipart, upload, wait_state
-from tests.fixtures.logscan import output_path
 from tests.fixtures.processes import api_processes, free_port, server_env, spawn, wait_healthy
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 async def scrape(session: aiohttp.ClientSession, url: str) -> tuple[Samples, str]:
@@ -151,92 +131,6 @@ async def test_one_scrape_counts_every_process(settings: Settings, worker_ops: s
     # Labels are templates and fixed sets: no id of the media or of the view, no secret.
     for secret in (media_id, view["view_id"], view["lease"], *token.split(".")):
         assert secret not in text
-
-
-def test_the_ops_listener_takes_metrics_and_probes(settings: Settings) -> None:
-    port, ops_port = free_port(), free_port()
-    env = server_env(settings, port)
-    env["EPHEMERAL_OPS_PORT"] = str(ops_port)
-    log = output_path("serve-ops")
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ephemeral", "serve", "--no-worker"],
-            env=env,
-            start_new_session=True,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    public, ops = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ops_port}"
-    try:
-        wait_healthy(ops, process)
-        for path in ("/metrics", "/healthz", "/readyz"):
-            assert fetch(ops + path)[0] == 200
-            assert fetch(public + path)[0] == 404
-        assert fetch(ops + "/v1/media")[0] == 404
-        odd = urllib.request.Request(public + "/v1/media", method="PROPFIND")
-        assert 400 <= fetch(odd)[0] < 500
-        assert fetch(public + "/v/AAAAAAAAAAAAAAAAAAAAAA")[0] == 200  # the viewer page
-        samples = parse(fetch(ops + "/metrics")[1])
-        hit = value(
-            samples,
-            "ephemeral_http_requests_total",
-            route="/v/{lookup}",
-            method="GET",
-            status="200",
-        )
-        assert hit == 1
-        # Label values come from fixed sets, whatever the client sends.
-        methods = {dict(labels).get("method") for _, labels in samples} - {None}
-        assert "PROPFIND" not in methods and "other" in methods
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    assert lines and all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
-    access = [line for line in lines if line.get("route") == "/v/{lookup}"]
-    assert len(access) == 1
-    (line,) = access
-    assert line["method"] == "GET" and line["status"] == 200 and len(line["request_id"]) == 16
-    assert line["duration_ms"] >= 0 and line["bytes"] > 0
-    assert "AAAAAAAAAAAAAAAAAAAAAA" not in log.read_text()  # the raw path is never logged
-
-
-def fetch(url: str | urllib.request.Request) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def test_the_metrics_dir_is_chosen_before_prometheus_client_loads(tmp_path: Path) -> None:
-    # The CLI picks the directory after reading the settings: nothing it imports may load
-    # prometheus_client first, or every value would silently stay in one process.
-    probe = "import sys, ephemeral.cli; print('prometheus_client' in sys.modules)"
-    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert found.returncode == 0 and found.stdout.strip() == "False", found.stderr
-    with pytest.raises(RuntimeError, match="before the metrics dir"):
-        use_metrics_dir(tmp_path / "metrics")  # this test process has loaded it already
-
-
-def test_a_fresh_start_clears_stale_files_and_a_live_sibling_keeps_its_own(
-    tmp_path: Path,
-) -> None:
-    directory = tmp_path / "metrics"
-    directory.mkdir()
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    (directory / f"counter_{dead.pid}.db").write_bytes(b"old")
-    prepare_dir(directory)
-    assert list(directory.iterdir()) == []
-    with subprocess.Popen(["sleep", "30"]) as sibling:
-        try:
-            (directory / f"counter_{sibling.pid}.db").write_bytes(b"live")
-            (directory / f"histogram_{dead.pid}.db").write_bytes(b"old")
-            prepare_dir(directory)
-            assert len(list(directory.iterdir())) == 2  # joined: nothing of a live run goes
-        finally:
-            sibling.kill()
 
 
 async def test_storage_errors_are_counted_in_process(make_client: Any, settings: Settings) -> None:
