@@ -62,6 +62,7 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
+        await _drain(worker)
         await worker.close()
         # The loops see `stop` within a second; cancelling one mid-command would strand its
         # Redis connection, so they get the chance to finish first.
@@ -74,6 +75,16 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 log.warning("%s ended with %r", task.get_name(), task.exception())
+
+
+async def _drain(worker: Worker, limit: float = 5.0) -> None:
+    """Let the jobs in flight finish, for a few seconds, before arq's close() cancels them.
+    close() gathers the cancelled jobs without return_exceptions, so a job caught even in its
+    own bookkeeping after it returned (a few ms) made the shutdown itself raise."""
+    worker.allow_pick_jobs = False
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if running:
+        await asyncio.wait(running, timeout=limit)
 
 
 async def run_standalone(

@@ -17,27 +17,22 @@ from ephemeral.state import typed
 
 @dataclass
 class JobRun:
-    outcome: str = "retry"  # left so when the job raises (arq's Retry, a timeout, a crash)
+    outcome: str = "retry"  # left so when the job raises (arq's Retry, a crash)
 
 
 @contextlib.asynccontextmanager
 async def timed_processing(svc: Services, media_id: str) -> AsyncIterator[JobRun]:
+    # The kind is read before the job, never after it: a job's tail must not outlast the
+    # state change a caller waits for (a worker shut down then would cancel it mid-await).
+    kind = ""
+    with contextlib.suppress(RedisError, OSError):  # a metric never fails the job
+        kind = await typed.hget(svc.redis, svc.keys.media(media_id), "kind") or ""
     run = JobRun()
     started = time.monotonic()
     try:
         yield run
-    except asyncio.CancelledError:  # arq's job timeout: no more awaiting here
-        metrics.observe_processing("", "cancelled", time.monotonic() - started)
+    except asyncio.CancelledError:  # arq's job timeout, or the worker shutting down
+        run.outcome = "cancelled"
         raise
-    except BaseException:
-        await _observe(svc, media_id, run, started)
-        raise
-    await _observe(svc, media_id, run, started)
-
-
-async def _observe(svc: Services, media_id: str, run: JobRun, started: float) -> None:
-    elapsed = time.monotonic() - started
-    kind = ""
-    with contextlib.suppress(RedisError, OSError):  # a metric never fails the job
-        kind = await typed.hget(svc.redis, svc.keys.media(media_id), "kind") or ""
-    metrics.observe_processing(kind, run.outcome, elapsed)
+    finally:
+        metrics.observe_processing(kind, run.outcome, time.monotonic() - started)
