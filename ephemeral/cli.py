@@ -18,8 +18,9 @@ from ephemeral.auth import Authenticator, load_key
 from ephemeral.client import cli as client_cli
 from ephemeral.config import ConfigError, Settings, load
 from ephemeral.embedded_redis import EmbeddedRedis
+from ephemeral.logs import configure as configure_logging
 from ephemeral.media.box import harden_process
-from ephemeral.middleware import AccessLogger
+from ephemeral.metrics_dir import use_metrics_dir
 
 
 def parser() -> argparse.ArgumentParser:
@@ -77,12 +78,17 @@ async def serve(settings: Settings) -> None:
             )
         background = [running_worker] if settings.embedded_worker else []
         from ephemeral.app import create_app
+        from ephemeral.handlers.ops import ops_listener
+        from ephemeral.middleware import AccessLogger  # after the metrics dir is chosen
+        from ephemeral.web_keys import SERVICES
 
         app = create_app(settings, embedded=embedded, background=background)
         runner = web.AppRunner(app, access_log_class=AccessLogger)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, settings.host, settings.port).start()
+        if settings.ops.port is not None:  # /metrics, /healthz, /readyz move there
+            await stack.enter_async_context(ops_listener(app[SERVICES], AccessLogger))
         mode = "embedded redis-server" if embedded else "external Redis"
         worker = "in-process worker" if settings.embedded_worker else "no worker"
         logging.getLogger("ephemeral").info(
@@ -96,23 +102,29 @@ async def serve(settings: Settings) -> None:
 
 
 async def worker(settings: Settings) -> None:
+    from ephemeral.handlers.ops import ops_listener
+    from ephemeral.middleware import AccessLogger
     from workers.runtime import run_standalone
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_standalone(settings, stop)
+    # A worker host without an API process still exports its metrics, on the ops port.
+    ops = (lambda svc: ops_listener(svc, AccessLogger)) if settings.ops.port is not None else None
+    await run_standalone(settings, stop, ops)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command in client_cli.COMMANDS:
         return client_cli.run(args)  # a client of a service: no server settings, no logging
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     harden_process()  # no core dumps, not dumpable: keys live in this process's memory
     try:
         settings = apply_flags(load(args.config), args)
+        configure_logging(settings.log)
+        if args.command in ("serve", "worker"):
+            use_metrics_dir(settings.metrics_path)
         if args.command == "token":
             key = load_key(settings, generate=not settings.redis.url)
             print(Authenticator(settings, key).mint(args.sub, args.lifetime))

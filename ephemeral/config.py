@@ -172,6 +172,23 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True)
+class OpsSettings:
+    """The ops listener: when a port is set, /metrics, /healthz and /readyz move there."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+    # Where the API and worker processes of one host share their metrics (prometheus-client's
+    # multiprocess mode); default: <data_dir>/run/metrics.
+    metrics_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    format: Literal["json", "text"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
@@ -192,6 +209,8 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)
     idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
     @property
     def base_url(self) -> str:
@@ -215,6 +234,10 @@ class Settings:
     def keyring_path(self) -> Path:
         # Outside the data dir, so a copy of the data dir never carries the keys with it.
         return self.keyring_dir or self.data_dir.with_name(self.data_dir.name + ".keyring")
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.ops.metrics_dir or self.data_dir / "run" / "metrics"
 
     @property
     def jwt_key_path(self) -> Path:
@@ -319,6 +342,8 @@ def validate(s: Settings) -> None:
             "storage.s3_bucket: required when storage.backend is s3",
         ),
         (bool(s.tenant), "tenant: must not be empty"),
+        (s.ops.port is None or 1 <= s.ops.port <= 65535, "ops.port: must be 1..65535"),
+        (s.ops.port != s.port, "ops.port: must differ from port"),
     ]
     for ok, message in checks:
         if not ok:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from ephemeral import metrics
 from ephemeral.jobs import Jobs
 from ephemeral.state import typed
 from ephemeral.state.idempotency import tombstone
@@ -94,6 +95,7 @@ class Lifecycle:
         )
         if result[0] == "ok":
             await self.media.schedule(media_id, "", result[2])
+            metrics.observe_purge_lag(int(result[3]))
         return True
 
     async def _delete_objects(self, media_id: str, objects: list[str]) -> bool:

@@ -13,11 +13,14 @@ from aiohttp.abc import AbstractAccessLogger
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ephemeral import metrics
 from ephemeral.errors import TITLES, ServiceError
+from ephemeral.logs import REQUEST_ID_VAR
 from storage.base import StorageError
 
 log = logging.getLogger("ephemeral.http")
 REQUEST_ID = web.RequestKey("request_id", str)
+PROBLEM_CODE = web.ResponseKey("problem_code", str)  # for the metrics of errors by code
 ERROR_BASE = "https://ephemeral.dev/errors/"
 
 RECIPIENT_HEADERS = {
@@ -58,12 +61,14 @@ def problem(error: ServiceError, request_id: str) -> web.Response:
     if error.errors:
         body["errors"] = error.errors
     body.update(error.extra)
-    return web.Response(
+    response = web.Response(
         status=error.status,
         text=json.dumps(body),
         content_type="application/problem+json",
         headers=error.headers,
     )
+    response[PROBLEM_CODE] = error.code
+    return response
 
 
 def http_exception_problem(exc: web.HTTPException) -> ServiceError:
@@ -77,6 +82,7 @@ def http_exception_problem(exc: web.HTTPException) -> ServiceError:
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = os.urandom(8).hex()
     request[REQUEST_ID] = request_id
+    REQUEST_ID_VAR.set(request_id)
     try:
         response = await handler(request)
     except ServiceError as exc:
@@ -108,17 +114,30 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: method, route template, status, time, request id. Nothing else."""
+    """One line per request: method, route template, status, time, bytes, request id. Nothing
+    else: the raw path carries lookups and view ids. The request metrics are counted here too."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         template = "<unmatched>"
         if isinstance(request, web.Request):
             template = route_template(request)
+        request_id = request.get(REQUEST_ID, "-")
+        metrics.observe_request(
+            template, request.method, response.status, time, response.get(PROBLEM_CODE, "")
+        )
         self.logger.info(
             "%s %s %s %.1fms %s",
             request.method,
             template,
             response.status,
             time * 1000,
-            request.get(REQUEST_ID, "-"),
+            request_id,
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "route": template,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 1),
+                "bytes": response.body_length,
+            },
         )

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ephemeral.handlers import config, content, create, events, media, ops, views
 from ephemeral.viewer import setup_viewer
+from ephemeral.web_keys import SETTINGS
 
 
 def setup_routes(app: web.Application) -> None:
@@ -26,6 +27,6 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/v1/views/{view_id}/screenshot", views.screenshot)
     r.add_post("/v1/views/{view_id}/report", views.report)
     r.add_delete("/v1/views/{view_id}", views.close)
-    r.add_get("/healthz", ops.healthz)
-    r.add_get("/readyz", ops.readyz)
+    if app[SETTINGS].ops.port is None:  # else they are on the ops listener (cli.py)
+        ops.add_routes(r)
     setup_viewer(app)

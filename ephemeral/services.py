@@ -20,6 +20,7 @@ from ephemeral.idempotency import Idempotency
 from ephemeral.idempotency import load_pepper as load_idempotency_pepper
 from ephemeral.jobs import Jobs, arq_pool
 from ephemeral.lifecycle import Lifecycle
+from ephemeral.metered_store import MeteredStore
 from ephemeral.state.idempotency import IdempotencyRecords
 from ephemeral.state.keys import Keys
 from ephemeral.state.media import MediaRepo
@@ -82,7 +83,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
     store: Store | None = None
     try:
         await check_durability(redis, settings.redis.durability)
-        store = await open_store(settings)
+        store = MeteredStore(await open_store(settings), settings.storage.backend)
         keys = Keys(settings.redis.prefix)
         scripts = Scripts(redis)
         media = MediaRepo(redis, scripts, keys, settings.lease_max_bound, settings.receipts_ttl)

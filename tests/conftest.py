@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.clips",
     "tests.fixtures.https",
     "tests.fixtures.corpus",
+    "tests.fixtures.logscan",
 ]

@@ -24,6 +24,7 @@ from ephemeral.services import Services
 from ephemeral.state import typed
 from ephemeral.vault import SealedObject, new_object_key
 from storage.base import StorageError
+from workers.timing import timed_processing
 
 log = logging.getLogger("workers.jobs")
 TRANSIENT = (StorageError, RedisConnectionError, RedisTimeoutError, OSError)
@@ -66,6 +67,12 @@ def av_limits(settings: Settings) -> AvLimits:
 
 
 async def normalise(ctx: dict[str, Any], media_id: str) -> str:
+    async with timed_processing(services(ctx), media_id) as job:
+        job.outcome = await _normalise_or_retry(ctx, media_id)
+        return job.outcome
+
+
+async def _normalise_or_retry(ctx: dict[str, Any], media_id: str) -> str:
     svc = services(ctx)
     try:
         return await _normalise(svc, media_id, ctx.get(TRANSCODES))
@@ -104,7 +111,11 @@ async def _normalise(svc: Services, media_id: str, gate: asyncio.Semaphore | Non
         await svc.lifecycle.fail(media_id, "processing-failed", "the upload is unreadable")
         return "failed"
     if not await svc.media.mark_ready(media_id, output):
-        await svc.lifecycle.evaluate(media_id)  # unsent while we worked: purge the output too
+        # Unsent or expired while we worked. A purge that ran meanwhile released the output's
+        # key before the blob existed, so it is deleted here, not left to that purge.
+        await svc.store.delete(output["obj"])
+        await svc.media.release_object(media_id, output["obj"])
+        await svc.lifecycle.evaluate(media_id)
         return "refused"
     await _drop_stale_objects(svc, media_id, output["obj"])
     return "ready"

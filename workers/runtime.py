@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 from arq.worker import Worker, func
 
@@ -72,6 +73,7 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
+        await _drain(worker)
         await _close(worker)
         # The loops see `stop` within a second; cancelling one mid-command would strand its
         # Redis connection, so they get the chance to finish first.
@@ -86,7 +88,23 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
                 log.warning("%s ended with %r", task.get_name(), task.exception())
 
 
-async def run_standalone(settings: Settings, stop: asyncio.Event) -> None:
+async def _drain(worker: Worker, limit: float = 5.0) -> None:
+    """Let the jobs in flight finish, for a few seconds, before arq's close() cancels them.
+    close() gathers the cancelled jobs without return_exceptions, so a job caught even in its
+    own bookkeeping after it returned (a few ms) made the shutdown itself raise."""
+    worker.allow_pick_jobs = False
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if running:
+        await asyncio.wait(running, timeout=limit)
+
+
+async def run_standalone(
+    settings: Settings,
+    stop: asyncio.Event,
+    ops: Callable[[Services], AbstractAsyncContextManager[None]] | None = None,
+) -> None:
+    """`ops` serves /metrics, /healthz and /readyz beside the worker (ops.port)."""
     async with open_services(settings) as svc, running_worker(svc):
-        log.info("worker running")
-        await stop.wait()
+        async with ops(svc) if ops is not None else contextlib.nullcontext():
+            log.info("worker running")
+            await stop.wait()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from ephemeral import metrics
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError, not_found
 from ephemeral.handlers.lease import read_lease
@@ -79,6 +80,7 @@ async def content(request: web.Request) -> web.StreamResponse:
     try:
         return await _serve(request, svc, media_id, view_id, lease, verifier, stream, grant)
     finally:
+        metrics.observe_content(grant.mime, stream.sent)
         delta = stream.unreported()
         await asyncio.shield(svc.views.touch(media_id, view_id, verifier, stream.id, delta, True))
 

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import MultipartReader, web
 from redis.exceptions import RedisError
 
-from ephemeral import idempotency, upload
+from ephemeral import idempotency, metrics, upload
 from ephemeral.abuse.http import reports_usage
 from ephemeral.auth import Sender
 from ephemeral.crypto import keys as kc
@@ -104,6 +104,7 @@ async def _upload(
     except BaseException:
         await asyncio.shield(_discard(svc, media_id, object_key))
         raise
+    metrics.observe_upload(incoming.sniffed.kind, incoming.received)
     try:
         await svc.jobs.normalise(media_id)
     except RedisError as exc:  # the record exists: the sweeper enqueues it again, idempotently

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ephemeral import metrics
 from ephemeral.abuse.http import counts_misses
 from ephemeral.crypto import keys as kc
 from ephemeral.durability import confirm
@@ -170,6 +171,7 @@ async def redeem(request: web.Request) -> web.Response:
     if result.outcome == "ok":
         if not await confirm(svc.redis, svc.settings.redis.durability):
             raise unavailable("the redemption could not be confirmed durable; no lease given")
+        metrics.observe_view(result.shown.get("kind", ""))
         return await _granted(request, svc, mid, dataclasses.replace(result, dek=dek), lease, 201)
     if result.outcome == "replayed":
         lease = kc.lease_secret(opened.secret, result.view_id)

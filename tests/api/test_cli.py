@@ -13,13 +13,14 @@ import urllib.request
 from pathlib import Path
 
 from tests.fixtures.core import jpeg_bytes
+from tests.fixtures.logscan import keep
 from tests.fixtures.processes import free_port, wait_healthy
 
 
 def cli(
     *args: str, env: dict[str, str], cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "ephemeral", *args],
         env=env,
         capture_output=True,
@@ -28,6 +29,8 @@ def cli(
         check=False,
         cwd=cwd,
     )
+    keep("cli", result.stderr)  # stdout may be a minted token: only the logs are scanned
+    return result
 
 
 def clean_env(data_dir: Path, port: int) -> dict[str, str]:
@@ -108,6 +111,7 @@ def test_serve_with_nothing_configured(tmp_path: Path) -> None:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output = process.communicate(timeout=30)[0].decode()
+        keep("cli-serve", output)
     assert process.returncode == 0, output
     assert "serving on" in output
     # The private redis-server went with it.

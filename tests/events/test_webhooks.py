@@ -30,6 +30,7 @@ from tests.api.helpers import redeemed
 from tests.api.test_views import ready_media
 from tests.fixtures.core import AppClient
 from tests.fixtures.https import REDIRECT_TARGET, SECRETS, Hit, Receiver, hook_settings
+from tests.fixtures.logscan import output_path
 from tests.fixtures.processes import server_env
 from workers.webhook_delivery import endpoints, retry_delay, webhook_id
 from workers.webhooks import GROUP, run_webhooks
@@ -244,7 +245,7 @@ async def test_a_dispatcher_killed_mid_delivery_loses_nothing(
     for seq, media_id in enumerate(media, start=1):
         await emit(redis, settings, media_id, seq)
     wanted = {expected_id(settings, receiver.url(), m, s) for s, m in enumerate(media, start=1)}
-    log = tmp_path / "dispatchers.log"
+    log = output_path("dispatchers")  # scanned for secrets with every other log
 
     def delivered() -> set[str]:
         return {h.wid for h in receiver.delivered()}

@@ -21,7 +21,7 @@ from ephemeral.state.keys import Keys
 from tests.api.test_lifecycle import stored_blobs
 from tests.fixtures.clips import make_clip
 from tests.fixtures.core import upload, wait_state
-from tests.fixtures.processes import free_port, server_env
+from tests.fixtures.processes import free_port, server_env, spawn
 
 pytestmark = pytest.mark.slow
 
@@ -58,13 +58,7 @@ def ffmpeg_under(root: int) -> list[int]:
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     env = server_env(settings, free_port())
     env["EPHEMERAL_WORKER_JOB_TIMEOUT"] = str(settings.worker.job_timeout)
-    return subprocess.Popen(
-        [sys.executable, "-m", "ephemeral", "worker"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return spawn([sys.executable, "-m", "ephemeral", "worker"], env, "worker")
 
 
 async def test_sigkill_mid_transcode_then_ready_after_restart(

@@ -23,10 +23,10 @@ async def test_a_worker_stopped_mid_job_closes_cleanly_and_the_job_survives(
 ) -> None:
     # A cut job's arq in-progress marker outlives it by the job timeout: keep that short.
     settings = dataclasses.replace(
-        settings, worker=dataclasses.replace(settings.worker, job_timeout=30)
+        settings, worker=dataclasses.replace(settings.worker, job_timeout=40)
     )
     api: TestClient[Any, Any] = await make_client(settings, worker=False)
-    clip = make_clip(tmp_path / "clip.mp4", 6, size="640x360")
+    clip = make_clip(tmp_path / "clip.mp4", 12, size="1280x720")
     with clip.open("rb") as handle:
         form = {"meta": '{"recipients": ["bob"]}', "file": handle}
         response = await api.post("/v1/media", data=form, headers=auth(settings))
@@ -38,9 +38,10 @@ async def test_a_worker_stopped_mid_job_closes_cleanly_and_the_job_survives(
                 await asyncio.sleep(0.05)
                 if await svc.redis.keys("arq:in-progress:*"):
                     break
-        # Leaving the block cut the job; close() raised nothing and the media still processes.
+        # Leaving the block waited a few seconds for the job, then cut it: close() raised
+        # nothing, and the media is still processing (or finished within the grace).
         state = await typed.hget(svc.redis, svc.keys.media(media_id), "state")
-        assert state == "processing"
+        assert state in ("processing", "ready")
     server = TestServer(create_app(settings, background=[running_worker]))
     again: TestClient[Any, Any] = await aiohttp_client(server)
     for _ in range(600):

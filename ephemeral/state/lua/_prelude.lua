@@ -56,7 +56,11 @@ local function maybe_done(mkey, rkey, lprefix, now)
   if TERMINAL[r[2]] or (num(r[3]) == 0 and not live) then
     redis.call('HSET', rkey, 'done', '1')
     redis.call('HDEL', rkey, 'wk')
-    redis.call('HINCRBY', mkey, 'done', 1)
+    -- The last recipient done: the purge condition holds from now (purge lag is measured
+    -- from here, see purge_finish).
+    if redis.call('HINCRBY', mkey, 'done', 1) >= num(redis.call('HGET', mkey, 'n')) then
+      redis.call('HSETNX', mkey, 'pdue', tostring(now))
+    end
   end
 end
 

@@ -7,6 +7,8 @@ if redis.call('EXISTS', mkey) == 0 then return {'gone'} end
 local now = now_ms()
 local state = redis.call('HGET', mkey, 'state')
 local hard_due, requeue = false, false
+-- The latest deadline that fired: when the purge condition began to hold, if it did now.
+local fired = redis.call('ZREVRANGEBYSCORE', timers, now, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now)) do
   local kind, arg = string.match(member, '^(%a+):?(.*)$')
   redis.call('ZREM', timers, member)
@@ -45,5 +47,9 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now)) do
 end
 local purge_due = all_done(mkey) or hard_due
 if state == 'purged' or redis.call('HGET', mkey, 'purged_at') then purge_due = false end
+if purge_due and fired[2] then
+  local since = redis.call('HGET', mkey, 'pdue')
+  if not since or num(fired[2]) < num(since) then redis.call('HSET', mkey, 'pdue', fired[2]) end
+end
 local due = schedule(mkey, timers)
 return {'ok', purge_due and '1' or '0', due[1], due[2], requeue and '1' or '0'}

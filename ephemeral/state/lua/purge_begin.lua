@@ -18,6 +18,7 @@ for _, rid in ipairs(redis.call('LRANGE', rcpts, 0, -1)) do
 end
 redis.call('HDEL', mkey, 'kek', 'epoch', 'caption')
 redis.call('HSET', mkey, 'purging', '1')
+redis.call('HSETNX', mkey, 'pdue', tostring(now))  -- unsend, failure: due from now
 redis.call('ZADD', timers, now + retry_ms, 'purge')
 local due = schedule(mkey, timers)
 local out = {due[1], due[2]}

@@ -11,11 +11,12 @@ if state == 'ready' or state == 'processing' or state == 'awaiting_upload' then
   redis.call('HSET', mkey, 'state', 'purged')
 end
 redis.call('HSET', mkey, 'purged_at', tostring(now))
-redis.call('HDEL', mkey, 'obj', 'hdr', 'orig', 'orig_hdr', 'purging')
+local lag = now - num(redis.call('HGET', mkey, 'pdue') or now)
+redis.call('HDEL', mkey, 'obj', 'hdr', 'orig', 'orig_hdr', 'purging', 'pdue')
 redis.call('DEL', timers)
 emit(mkey, outbox, 'media.purged', '', '', 0, '', now)
 local keys = {mkey, rcpts, outbox}
 for _, rid in ipairs(redis.call('LRANGE', rcpts, 0, -1)) do table.insert(keys, rprefix .. rid) end
 for _, k in ipairs(keys) do redis.call('PEXPIRE', k, ttl) end
 local ver = redis.call('HINCRBY', mkey, 'dv', 1)
-return {'ok', '', ver}
+return {'ok', '', ver, lag}
