@@ -1,4 +1,4 @@
-"""The command line: `ephemeral serve | worker | token SUB`."""
+"""The command line: `ephemeral serve | worker | token SUB | service-key`."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from pathlib import Path
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ephemeral.auth import Authenticator, load_key
+from ephemeral.auth import Authenticator
 from ephemeral.config import ConfigError, Settings, load
 from ephemeral.embedded_redis import EmbeddedRedis
 from ephemeral.media.box import harden_process
 from ephemeral.middleware import AccessLogger
+from ephemeral.tenancy import new_service_key, service_key_hash
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="mint a development sender JWT (HS256)")
     token.add_argument("sub")
     token.add_argument("--lifetime", type=int, default=3600)
+    token.add_argument("--tenant", help="a tenant of the tenants block (default: the first)")
+    sub.add_parser("service-key", help="print a new backend service key and its config hash")
     return p
 
 
@@ -103,15 +106,25 @@ async def worker(settings: Settings) -> None:
     await run_standalone(settings, stop)
 
 
+def print_service_key() -> None:
+    """The key goes to the backend's secret store; only the hash goes into the config."""
+    key = new_service_key()
+    print(key)
+    print(f'service_key_hashes = ["{service_key_hash(key)}"]  # in [tenants.<id>] of the config')
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     harden_process()  # no core dumps, not dumpable: keys live in this process's memory
     try:
+        if args.command == "service-key":
+            print_service_key()
+            return 0
         settings = apply_flags(load(args.config), args)
         if args.command == "token":
-            key = load_key(settings, generate=not settings.redis.url)
-            print(Authenticator(settings, key).mint(args.sub, args.lifetime))
+            authenticator = Authenticator.load(settings, generate=not settings.redis.url)
+            print(authenticator.mint(args.sub, args.lifetime, tenant=args.tenant))
             return 0
         if args.command == "worker" and not settings.redis.url:
             raise ConfigError("setting redis.url: `ephemeral worker` needs EPHEMERAL_REDIS_URL")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from ephemeral.auth import Authenticator, load_key
+from ephemeral.auth import Authenticator
 from ephemeral.config import Settings
 from ephemeral.crypto.ems1 import READ_CHUNK
 from ephemeral.crypto.keyring import Keyring
@@ -67,7 +67,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
     url = settings.redis.url
     if not url:
         raise RuntimeError("redis.url must be set (the CLI starts the embedded server)")
-    jwt_key = load_key(settings, generate=embedded)  # before connecting: fail fast on config
+    auth = Authenticator.load(settings, generate=embedded)  # before connecting: fail fast
     redis = Redis.from_url(url, decode_responses=True, health_check_interval=30)
     arq = arq_pool(url, Keys(settings.redis.prefix).queue())
     store: Store | None = None
@@ -90,7 +90,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
             store=store,
             lifecycle=Lifecycle(media, store, jobs, settings.receipts_ttl, requeue_ms),
             keyring=Keyring(settings.keyring_path, settings.worker.keyring_retention),
-            auth=Authenticator(settings, jwt_key),
+            auth=auth,
             jobs=jobs,
             arq=arq,
         )

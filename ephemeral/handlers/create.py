@@ -11,12 +11,13 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from ephemeral import upload
-from ephemeral.auth import Sender
+from ephemeral.auth import Caller, Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
 from ephemeral.handlers.common import json_response
-from ephemeral.meta import Meta, parse_meta
+from ephemeral.meta import Meta
 from ephemeral.middleware import problem
+from ephemeral.ownership import owned_meta
 from ephemeral.services import Services
 from ephemeral.state.media import NewMedia, NewRecipient
 from ephemeral.state.records import iso
@@ -27,8 +28,8 @@ from ephemeral.web_keys import services
 log = logging.getLogger("ephemeral.create")
 
 
-def _precheck(request: web.Request, svc: Services) -> Sender:
-    sender = svc.auth.sender(request)
+def _precheck(request: web.Request, svc: Services) -> Caller:
+    caller = svc.auth.caller(request)
     ctype = request.content_type
     if ctype != "multipart/form-data":
         raise ServiceError(
@@ -37,7 +38,7 @@ def _precheck(request: web.Request, svc: Services) -> Sender:
     length = request.content_length
     if length is not None and length > upload.max_body(svc.settings.limits):
         raise upload.too_large(upload.max_body(svc.settings.limits))
-    return sender
+    return caller
 
 
 async def expect(request: web.Request) -> web.StreamResponse | None:
@@ -56,11 +57,12 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
 
 async def create(request: web.Request) -> web.Response:
     svc = services(request)
-    sender = _precheck(request, svc)
+    caller = _precheck(request, svc)
     limits = svc.settings.limits
     guard = upload.RateGuard(limits)
     reader = await request.multipart()
-    meta = parse_meta(await upload.read_meta(reader, guard), limits, sender.id)
+    raw_meta = await upload.read_meta(reader, guard)
+    sender, meta = owned_meta(svc.auth.tenants, limits, caller, raw_meta)
     part = await upload.find_file(reader, guard)
     incoming = await upload.open_file(part, limits, guard)
 

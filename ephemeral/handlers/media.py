@@ -7,9 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ephemeral.auth import Sender
+from ephemeral.auth import Caller
 from ephemeral.errors import ServiceError, not_found
 from ephemeral.handlers.common import json_response
+from ephemeral.ownership import hides_times, may_act_on
 from ephemeral.services import Services
 from ephemeral.state.media import MediaRecord
 from ephemeral.state.records import STATUSES, render_media, render_recipient
@@ -17,11 +18,11 @@ from ephemeral.web_keys import services
 
 
 async def _owned(
-    svc: Services, sender: Sender, media_id: str, cursor: str | None = None, recipients: bool = True
+    svc: Services, caller: Caller, media_id: str, cursor: str | None = None, recipients: bool = True
 ) -> MediaRecord:
     """A media that is not the caller's is a 404, never a 403: existence is not disclosed."""
     record = await svc.media.get(media_id, cursor=cursor, with_recipients=recipients)
-    if record is None or record.owner != (sender.tenant, sender.id):
+    if record is None or not may_act_on(caller, record.owner):
         raise not_found("no such media")
     return record
 
@@ -40,19 +41,20 @@ def _conditional(request: web.Request, body: dict[str, Any], etag: str) -> web.R
 
 async def status(request: web.Request) -> web.Response:
     svc = services(request)
-    sender = svc.auth.sender(request)
+    caller = svc.auth.caller(request)
     with_list = request.query.get("recipients") != "none"
-    record = await _owned(svc, sender, request.match_info["media_id"], recipients=with_list)
+    record = await _owned(svc, caller, request.match_info["media_id"], recipients=with_list)
     body = render_media(record.id, record.media)
     if with_list:
-        body["recipients"] = [render_recipient(rid, r) for rid, r in record.recipients]
+        hide = hides_times(svc.auth.tenants, caller)
+        body["recipients"] = [render_recipient(rid, r, hide) for rid, r in record.recipients]
         body["recipients_next_cursor"] = record.next_cursor
     return _conditional(request, body, _etag(record, request.query_string))
 
 
 async def recipients(request: web.Request) -> web.Response:
     svc = services(request)
-    sender = svc.auth.sender(request)
+    caller = svc.auth.caller(request)
     wanted = request.query.get("status")
     if wanted is not None and wanted not in STATUSES:
         raise ServiceError(
@@ -62,9 +64,10 @@ async def recipients(request: web.Request) -> web.Response:
             errors=[{"pointer": "/status", "code": "invalid-field", "detail": "unknown status"}],
         )
     record = await _owned(
-        svc, sender, request.match_info["media_id"], cursor=request.query.get("cursor")
+        svc, caller, request.match_info["media_id"], cursor=request.query.get("cursor")
     )
-    rows = [render_recipient(rid, r) for rid, r in record.recipients]
+    hide = hides_times(svc.auth.tenants, caller)
+    rows = [render_recipient(rid, r, hide) for rid, r in record.recipients]
     if wanted:
         rows = [row for row in rows if row["status"] == wanted]
     body = {"recipients": rows, "next_cursor": record.next_cursor}
@@ -98,8 +101,8 @@ async def list_media(request: web.Request) -> web.Response:
 
 async def unsend(request: web.Request) -> web.Response:
     svc = services(request)
-    sender = svc.auth.sender(request)
-    record = await _owned(svc, sender, request.match_info["media_id"], recipients=False)
+    caller = svc.auth.caller(request)
+    record = await _owned(svc, caller, request.match_info["media_id"], recipients=False)
     if await svc.media.unsend(record.id):
         await svc.lifecycle.evaluate(record.id)  # purge now; the sweeper retries on failure
     return web.Response(status=204)
@@ -107,8 +110,8 @@ async def unsend(request: web.Request) -> web.Response:
 
 async def revoke(request: web.Request) -> web.Response:
     svc = services(request)
-    sender = svc.auth.sender(request)
-    record = await _owned(svc, sender, request.match_info["media_id"], recipients=False)
+    caller = svc.auth.caller(request)
+    record = await _owned(svc, caller, request.match_info["media_id"], recipients=False)
     purge_due = await svc.media.revoke(record.id, request.match_info["recipient_id"])
     if purge_due is None:
         raise not_found("no such recipient")

@@ -19,7 +19,7 @@ redis.call('HSET', mkey,
 for _, r in ipairs(spec.recipients) do
   local rkey = rprefix .. r.id
   redis.call('HSET', rkey, 'st', 'sent', 'vu', '0', 'vl', tostring(spec.views),
-    'vf', r.vf, 'wk', r.wk, 'lease', '', 'done', '0', 'sc', '0')
+    'vf', r.vf, 'wk', r.wk, 'lk', r.lk, 'lease', '', 'done', '0', 'sc', '0')
   redis.call('RPUSH', rcpts, r.id)
   redis.call('PEXPIREAT', rkey, hard + spec.receipts_ttl * 1000)
 end
