@@ -1,0 +1,162 @@
+"""DELETE /v1/subjects/{id}: nothing of the person is left in Redis or storage, and repeats."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from ephemeral.config import Settings
+from ephemeral.state import typed
+from tests.api.helpers import lease_auth, problem, redeem, redeemed
+from tests.api.tenant_helpers import A1, B1, create, jwt_for, key, ready, two_tenants
+
+
+async def dump(redis: Redis, prefix: str) -> dict[str, str]:
+    """Every key under the prefix with its whole value, as text."""
+    found: dict[str, str] = {}
+    async for name in redis.scan_iter(f"{prefix}:*", count=1000):
+        kind = await redis.type(name)
+        value: Any
+        if kind == "string":
+            value = await redis.get(name)
+        elif kind == "hash":
+            value = await typed.hgetall(redis, name)
+        elif kind == "list":
+            value = await typed.lrange(redis, name, 0, -1)
+        elif kind == "set":
+            value = await typed.smembers(redis, name)
+        elif kind == "zset":
+            value = await redis.zrange(name, 0, -1, withscores=True)
+        elif kind == "stream":
+            value = await redis.xrange(name)
+        else:
+            value = kind
+        found[name] = repr(value)
+    return found
+
+
+def blobs(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+async def wait_relayed(redis: Redis, stream: str, needle: str) -> None:
+    async with asyncio.timeout(10):
+        while needle not in repr(await redis.xrange(stream)):
+            await asyncio.sleep(0.05)
+
+
+async def test_erasure_leaves_nothing_of_the_person(
+    make_client: Any, settings: Settings, redis: Redis
+) -> None:
+    settings = two_tenants(settings)
+    client = await make_client(settings)
+    prefix = settings.redis.prefix
+    # alice sends to bob and carol (bob views it, a lease stays open), and a second media.
+    sent = await create(client, key(A1), {"recipients": ["bob", "carol"], "on_behalf_of": "alice"})
+    other = await create(client, jwt_for(settings, "a", "alice"), {"recipients": ["dave"]})
+    # bob sends to alice and carol, alice opens it and reports a screenshot; dave sends to alice
+    # only, and she never opens it.
+    received = await create(
+        client, jwt_for(settings, "a", "bob"), {"recipients": ["alice", "carol"], "views": 2}
+    )
+    only = await create(client, jwt_for(settings, "a", "dave"), {"recipients": ["alice"]})
+    # The same person id in tenant B is someone else: left alone.
+    elsewhere = await create(client, key(B1), {"recipients": ["bob"], "on_behalf_of": "alice"})
+    for media, owner in ((sent, "alice"), (other, "alice"), (received, "bob"), (only, "dave")):
+        await ready(client, jwt_for(settings, "a", owner), media["id"])
+    await ready(client, key(B1), elsewhere["id"])
+    tokens = {
+        (m["id"], r["id"]): r["token"] for m in (sent, received, only) for r in m["recipients"]
+    }
+    await redeemed(client, tokens[(sent["id"], "bob")])
+    view = await redeemed(client, tokens[(received["id"], "alice")])
+    shot = await client.post(
+        f"/v1/views/{view['view_id']}/screenshot",
+        json={"kind": "screenshot"},
+        headers=lease_auth(view),
+    )
+    assert shot.status in (200, 202, 204), await shot.text()
+    assert (
+        await client.post("/v1/views/peek", json={"token": tokens[(received["id"], "carol")]})
+    ).status == 200
+    ticket = await client.post("/v1/events/tickets", headers=jwt_for(settings, "a", "alice"))
+    assert ticket.status == 201
+    await wait_relayed(redis, f"{prefix}:events:a:s:bob", '"recipient": "alice"')
+    await wait_relayed(redis, f"{prefix}:events:a:all", '"sender": "alice"')
+    before = await dump(redis, prefix)
+    assert any("alice" in k or "alice" in v for k, v in before.items())
+    objects_before = blobs(settings.blob_root)
+    assert any(p.startswith(sent["id"]) for p in objects_before)
+
+    response = await client.delete("/v1/subjects/alice", headers=key(A1))
+    assert response.status == 204, await response.text()
+
+    after = await dump(redis, prefix)
+    leftovers = {k: v for k, v in after.items() if "alice" in k or "alice" in v}
+    # Tenant B's alice is another person: only her keys may still say "alice".
+    assert all(":b:" in k or elsewhere["id"] in k for k in leftovers), leftovers
+    remaining = blobs(settings.blob_root)
+    assert not any(p.startswith((sent["id"], other["id"])) for p in remaining)
+    assert any(p.startswith(received["id"]) for p in remaining)  # carol can still view it
+    for media in (sent, other):
+        assert not any(media["id"] in k for k in after)
+    # What bob, the other sender, sees: alice is gone from the list and the counts.
+    body = await ready(client, jwt_for(settings, "a", "bob"), received["id"])
+    assert [r["id"] for r in body["recipients"]] == ["carol"]
+    counts = body["counts"]
+    assert counts["delivered"] == 1 and counts["opened"] == 0 and counts["screenshot"] == 0
+    assert (
+        sum(
+            counts[s]
+            for s in ("sent", "delivered", "opened", "replayed", "expired", "revoked", "failed")
+        )
+        == 1
+    )
+    # dave's media had only alice: nobody can view it any more, so it is purged.
+    async with asyncio.timeout(10):
+        while True:
+            gone = await client.get(
+                f"/v1/media/{only['id']}", headers=jwt_for(settings, "a", "dave")
+            )
+            body = await gone.json()
+            if body["purged_at"]:
+                break
+            await asyncio.sleep(0.05)
+    assert body["recipients"] == [] and not any(
+        p.startswith(only["id"]) for p in blobs(settings.blob_root)
+    )
+    # Her tokens and her lease are dead; her media are unknown to everyone.
+    for token in (tokens[(received["id"], "alice")], tokens[(sent["id"], "carol")]):
+        await problem(await redeem(client, token), 404, "not-found")
+    content = await client.get(f"/v1/views/{view['view_id']}/content", headers=lease_auth(view))
+    assert content.status in (404, 410)
+    for headers in (key(A1), jwt_for(settings, "a", "alice")):
+        await problem(
+            await client.get(f"/v1/media/{sent['id']}", headers=headers), 404, "not-found"
+        )
+    listed = await (await client.get("/v1/media", headers=jwt_for(settings, "a", "alice"))).json()
+    assert listed["media"] == []
+    # Tenant B's alice keeps her media.
+    assert (await client.get(f"/v1/media/{elsewhere['id']}", headers=key(B1))).status == 200
+    # Idempotent: 204 again, and nothing new appears.
+    again = await client.delete("/v1/subjects/alice", headers=key(A1))
+    assert again.status == 204
+    after_again = await dump(redis, prefix)
+    assert not any(
+        ("alice" in k or "alice" in v) and ":b:" not in k and elsewhere["id"] not in k
+        for k, v in after_again.items()
+    )
+
+
+async def test_erasure_of_an_unknown_person_and_bad_ids(
+    make_client: Any, settings: Settings
+) -> None:
+    settings = two_tenants(settings)
+    client = await make_client(settings, worker=False)
+    assert (await client.delete("/v1/subjects/nobody", headers=key(A1))).status == 204
+    response = await client.delete("/v1/subjects/bad%20id", headers=key(A1))
+    await problem(response, 422, "invalid-field")
+    await problem(await client.delete("/v1/subjects/x"), 401, "unauthorized")
