@@ -315,6 +315,9 @@ def validate(s: Settings) -> None:
         check_unique(s.tenants)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if s.tenants and (s.webhooks.urls or s.auth.service_key_hashes):
+        name = "webhooks.urls" if s.webhooks.urls else "auth.service_key_hashes"
+        raise ConfigError(f"setting {name}: with a tenants block, set it per tenant")
     if not 0 <= s.auth.leeway <= 60:
         raise ConfigError("setting auth.leeway: must be 0..60 seconds")
     if not 60 <= s.auth.max_lifetime <= 3600:
