@@ -186,11 +186,16 @@ class Authenticator:
     def optional_subject(self, request: web.Request) -> str:
         """Recipient routes: a JWT is optional, but a bad one is still a 401. The backend never
         views content: a service key is refused like a JWT whose sub is someone else."""
+        found = self.optional_recipient(request)
+        return found[1] if found else ""
+
+    def optional_recipient(self, request: web.Request) -> tuple[str, str] | None:
+        """(tenant, sub) of a recipient JWT, or None without one; see optional_subject."""
         token = self.bearer(request)
         if token is None:
-            return ""
+            return None
         if token.startswith(SERVICE_KEY_PREFIX):
             self._backend(token)  # an unknown key is a 401, a known one a 403
             raise ServiceError(403, "forbidden", "a service key cannot view media")
-        subject: str = self.verify(token)["sub"]
-        return subject
+        tenant, claims = self.verify_claims(token)
+        return tenant.id, claims["sub"]

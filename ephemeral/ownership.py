@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from ephemeral.auth import Backend, Caller, Sender
 from ephemeral.config import LimitSettings
 from ephemeral.errors import FieldErrors, ServiceError
 from ephemeral.meta import RECIPIENT_RE, Meta, parse_meta
+from ephemeral.services import Services
+from ephemeral.state import typed
 from ephemeral.tenancy import Tenants
+
+# Never a recipient id (those have no spaces): the scripts then answer 403, nothing consumed.
+ANOTHER_TENANT = " another-tenant"
 
 
 def may_act_on(caller: Caller, owner: tuple[str, str]) -> bool:
@@ -53,3 +60,16 @@ def owned_meta(
         raise
     errors.raise_if_any()
     return Sender(caller.tenant, owner, caller.expires_at), meta
+
+
+async def recipient_subject(svc: Services, request: web.Request, media_id: str) -> str:
+    """The `sub` a recipient route compares with the recipient id. Ids are scoped by tenant:
+    a JWT of another tenant is someone else, whatever its sub says."""
+    found = svc.auth.optional_recipient(request)
+    if found is None:
+        return ""
+    tenant, subject = found
+    if svc.auth.tenants.single is not None:
+        return subject  # one tenant: nothing to compare (and no extra read)
+    owner = await typed.hget(svc.redis, svc.keys.media(media_id), "tenant")
+    return subject if owner == tenant else ANOTHER_TENANT

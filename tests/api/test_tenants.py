@@ -258,3 +258,27 @@ async def test_backend_event_stream_is_the_tenant_stream(
                     assert event["data"]["media_id"] == created["id"]
                     break
     response.close()
+
+
+async def test_account_mode_recipient_ids_are_scoped_by_tenant(
+    make_client: Any, settings: Settings
+) -> None:
+    settings = two_tenants(settings)
+    client = await make_client(settings)
+    meta = {"recipients": ["bob"], "recipient_auth": "account", "on_behalf_of": "alice"}
+    created = await create(client, key(A1), meta)
+    await ready(client, key(A1), created["id"])
+    token = created["recipients"][0]["token"]
+    # bob of tenant B is another person than bob of tenant A: 403, nothing consumed.
+    for path in ("/v1/views/peek", "/v1/views"):
+        response = await client.post(
+            path, json={"token": token}, headers=jwt_for(settings, "b", "bob")
+        )
+        await problem(response, 403, "forbidden")
+    assert member(await ready(client, key(A1), created["id"]), "bob")["status"] == "sent"
+    response = await client.post("/v1/views", json={"token": token})
+    await problem(response, 401, "unauthorized")  # account mode needs the recipient's JWT
+    response = await client.post(
+        "/v1/views", json={"token": token}, headers=jwt_for(settings, "a", "bob")
+    )
+    assert response.status == 201, await response.text()
