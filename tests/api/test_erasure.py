@@ -9,7 +9,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ephemeral.config import Settings
+from ephemeral.erasure import Erasure
 from ephemeral.state import typed
+from ephemeral.web_keys import SERVICES
 from tests.api.helpers import lease_auth, problem, redeem, redeemed
 from tests.api.tenant_helpers import A1, B1, create, jwt_for, key, ready, two_tenants
 
@@ -160,3 +162,76 @@ async def test_erasure_of_an_unknown_person_and_bad_ids(
     response = await client.delete("/v1/subjects/bad%20id", headers=key(A1))
     await problem(response, 422, "invalid-field")
     await problem(await client.delete("/v1/subjects/x"), 401, "unauthorized")
+
+
+async def test_an_erasure_cut_short_is_finished_by_repeating_it(
+    make_client: Any, settings: Settings, redis: Redis
+) -> None:
+    """A crash after some steps (here: the first sent and received media only) leaves the
+    indexes that drive the work; the repeated request finds the rest and finishes."""
+    settings = two_tenants(settings)
+    client = await make_client(settings)
+    prefix = settings.redis.prefix
+    sent = [
+        await create(client, key(A1), {"recipients": ["bob"], "on_behalf_of": "alice"})
+        for _ in range(2)
+    ]
+    received = [
+        await create(client, key(A1), {"recipients": ["alice", "carol"], "on_behalf_of": s})
+        for s in ("bob", "dave")
+    ]
+    for media in sent + received:
+        await ready(client, key(A1), media["id"])
+    erasure = Erasure(client.app[SERVICES], "a", "alice")
+    await erasure.erase_sent(sent[0]["id"])
+    await erasure.erase_received(received[0]["id"])
+    # The crash: nothing after these two steps ran.
+    partial = await dump(redis, prefix)
+    assert any(sent[1]["id"] in k for k in partial)
+    assert any("alice" in v for k, v in partial.items() if received[1]["id"] in k)
+    assert (await client.delete("/v1/subjects/alice", headers=key(A1))).status == 204
+    after = await dump(redis, prefix)
+    assert not {k: v for k, v in after.items() if "alice" in k or "alice" in v}
+    assert not any(sent[1]["id"] in k for k in after)
+    for media in received:
+        body = await ready(client, key(A1), media["id"])
+        assert [r["id"] for r in body["recipients"]] == ["carol"] and body["counts"]["sent"] == 1
+
+
+async def test_concurrent_erasures_and_redemptions_end_in_the_same_place(
+    make_client: Any, settings: Settings, redis: Redis
+) -> None:
+    """Two erasures at once (a retried request), while alice keeps trying to redeem: every
+    answer is a 204 or a clean 4xx, and nothing of her is left."""
+    settings = two_tenants(settings)
+    client = await make_client(settings)
+    prefix = settings.redis.prefix
+    received = [
+        await create(
+            client, key(A1), {"recipients": ["alice", "carol"], "on_behalf_of": f"s{i}", "views": 2}
+        )
+        for i in range(4)
+    ]
+    mine = await create(client, key(A1), {"recipients": ["bob"], "on_behalf_of": "alice"})
+    for media in [*received, mine]:
+        await ready(client, key(A1), media["id"])
+    tokens = [next(r["token"] for r in m["recipients"] if r["id"] == "alice") for m in received]
+
+    async def erase() -> int:
+        response = await client.delete("/v1/subjects/alice", headers=key(A1))
+        return int(response.status)
+
+    async def view(token: str) -> int:
+        return int((await redeem(client, token)).status)
+
+    results = await asyncio.gather(erase(), erase(), *(view(t) for t in tokens * 2))
+    assert results[:2] == [204, 204]
+    assert set(results[2:]) <= {200, 201, 404}
+    assert (await client.delete("/v1/subjects/alice", headers=key(A1))).status == 204
+    after = await dump(redis, prefix)
+    assert not {k: v for k, v in after.items() if "alice" in k or "alice" in v}
+    for media in received:
+        body = await ready(client, key(A1), media["id"])
+        assert [r["id"] for r in body["recipients"]] == ["carol"]
+        counts = body["counts"]
+        assert counts["sent"] == 1 and sum(v for s, v in counts.items() if s != "screenshot") == 1
