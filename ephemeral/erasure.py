@@ -51,7 +51,7 @@ class Erasure:
         await self.scrub_streams()
         await self.scrub_retries()
         await self.drop_leftovers()
-        await self.redis.delete(sent, received)  # last: a repeat finds the work again
+        await self.delete_each([sent, received])  # last: a repeat finds the work again
 
     @asynccontextmanager
     async def relay_held(self, media_id: str) -> AsyncIterator[None]:
@@ -75,7 +75,7 @@ class Erasure:
                 pipe.hget(k.recipient(media_id, rid), "lk")
             lookups = [lk for lk in await pipe.execute() if lk]
         if lookups:
-            await self.redis.delete(*(k.lookup(lk) for lk in lookups))
+            await self.delete_each([k.lookup(lk) for lk in lookups])
 
     async def erase_sent(self, media_id: str) -> None:
         svc, k = self.svc, self.keys
@@ -162,11 +162,20 @@ class Erasure:
         k = self.keys
         tickets = k.sender_tickets(self.tenant, self.subject)
         digests = await typed.smembers(self.redis, tickets)
-        await self.redis.delete(
-            tickets,
-            k.sse_streams(self.tenant, self.subject),
-            *(k.event_ticket(d) for d in digests),
+        await self.delete_each(
+            [
+                *(k.event_ticket(d) for d in digests),
+                tickets,
+                k.sse_streams(self.tenant, self.subject),
+            ]
         )
+
+    async def delete_each(self, keys: list[str]) -> None:
+        """One DEL per key: these keys live in different Redis Cluster slots."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in keys:
+                pipe.delete(name)
+            await pipe.execute()
 
 
 async def erase_subject(svc: Services, tenant: str, subject: str) -> None:
