@@ -45,10 +45,12 @@ class Erasure:
     async def run(self) -> None:
         sent = self.keys.owner_media(self.tenant, self.subject)
         received = self.keys.recipient_media(self.tenant, self.subject)
-        await self.each(await self.redis.zrange(sent, 0, -1), self.erase_sent)
+        sent_ids = await self.redis.zrange(sent, 0, -1)
+        await self.each(sent_ids, self.erase_sent)
         await self.each(await self.redis.zrange(received, 0, -1), self.erase_received)
         await self.scrub_streams()
         await self.scrub_retries()
+        await self.scrub_dead_letters(set(sent_ids))
         await self.drop_leftovers()
         await self.delete_each([sent, received])  # last: a repeat finds the work again
 
@@ -171,6 +173,21 @@ class Erasure:
                 doomed.append(member)
         if doomed:
             await self.redis.zrem(key, *doomed)
+
+    async def scrub_dead_letters(self, media_ids: set[str]) -> None:
+        """Dead letters name no person, but they name the media: those of theirs go too."""
+        if not media_ids:
+            return
+        key = self.keys.webhook_dead(self.tenant)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for row in await typed.lrange(self.redis, key, 0, -1):
+                try:
+                    media_id = json.loads(row).get("media_id")
+                except (ValueError, AttributeError):
+                    continue
+                if media_id in media_ids:
+                    pipe.lrem(key, 0, row)
+            await pipe.execute()
 
     async def drop_leftovers(self) -> None:
         k = self.keys

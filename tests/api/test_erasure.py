@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,11 @@ from redis.asyncio import Redis
 from ephemeral.config import Settings
 from ephemeral.erasure import Erasure
 from ephemeral.state import typed
+from ephemeral.state.keys import Keys
 from ephemeral.web_keys import SERVICES
 from tests.api.helpers import lease_auth, problem, redeem, redeemed
 from tests.api.tenant_helpers import A1, B1, create, jwt_for, key, ready, two_tenants
+from workers.webhook_delivery import Job, dead_record
 
 
 async def dump(redis: Redis, prefix: str) -> dict[str, str]:
@@ -88,6 +91,12 @@ async def test_erasure_leaves_nothing_of_the_person(
     assert ticket.status == 201
     await wait_relayed(redis, f"{prefix}:events:a:s:bob", '"recipient": "alice"')
     await wait_relayed(redis, f"{prefix}:events:a:all", '"sender": "alice"')
+    # Dead letters as the dispatcher writes them: one for her media, one for someone else's.
+    dead = Keys(prefix).webhook_dead("a")
+    for media in (sent, received):
+        event = json.dumps({"type": "media.ready", "data": {"media_id": media["id"], "seq": 1}})
+        record = dead_record(Job("msg_x", "e", 8, event), "https://h", 8, "500")
+        await typed.command(redis, "LPUSH", dead, record)
     before = await dump(redis, prefix)
     assert any("alice" in k or "alice" in v for k, v in before.items())
     objects_before = blobs(settings.blob_root)
@@ -105,6 +114,8 @@ async def test_erasure_leaves_nothing_of_the_person(
     assert any(p.startswith(received["id"]) for p in remaining)  # carol can still view it
     for media in (sent, other):
         assert not any(media["id"] in k for k in after)
+    letters = [json.loads(row)["media_id"] for row in await typed.lrange(redis, dead, 0, -1)]
+    assert letters == [received["id"]]
     # What bob, the other sender, sees: alice is gone from the list and the counts.
     body = await ready(client, jwt_for(settings, "a", "bob"), received["id"])
     assert [r["id"] for r in body["recipients"]] == ["carol"]
