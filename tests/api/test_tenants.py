@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from typing import Any
 
 import jwt
 
-from ephemeral.config import Settings
+from ephemeral.config import EventSettings, Settings
 from ephemeral.state.keys import Keys
 from tests.api.helpers import member, problem, redeemed
 from tests.api.tenant_helpers import (
@@ -184,7 +185,7 @@ async def test_the_jwt_issuer_selects_the_tenant(make_client: Any, settings: Set
 async def test_status_only_hides_times_from_the_sender_not_the_backend(
     make_client: Any, settings: Settings, redis: Any
 ) -> None:
-    settings = two_tenants(settings, b_receipts="status_only")
+    settings = quick_heartbeat(two_tenants(settings, b_receipts="status_only"))
     client = await make_client(settings)
     alice = jwt_for(settings, "b", "alice")
     created = await create(client, alice, {"recipients": ["bob", "carol"], "views": 2})
@@ -203,12 +204,21 @@ async def test_status_only_hides_times_from_the_sender_not_the_backend(
     backend = await ready(client, key(B1), media_id)
     assert member(backend, "bob")["opened_at"] and member(backend, "bob")["replay_expires_at"]
     assert member(backend, "carol")["delivered_at"]
-    # Events: the sender's stream carries no time, the tenant's (backend) stream does.
-    k = Keys(settings.redis.prefix)
-    opened = await _wait_event(redis, k.sender_events("b", "alice"), "recipient.opened")
-    assert opened["timestamp"] is None and opened["data"]["recipient"] == "bob"
-    full = await _wait_event(redis, k.tenant_events("b"), "recipient.opened")
-    assert full["timestamp"] and full["data"]["seq"] == opened["data"]["seq"]
+    # Events over SSE, replayed from the start: none carries a time to the sender; the
+    # backend's stream (the tenant's) carries them.
+    opened: dict[str, dict[str, Any]] = {}
+    for who, headers in (("sender", alice), ("backend", key(B1))):
+        response = await client.get("/v1/events", headers={**headers, "Last-Event-ID": "0-0"})
+        assert response.status == 200
+        events = await _events_until(response, "recipient.delivered")  # carol's, the last
+        response.close()
+        assert {e["type"] for e in events} >= {"media.ready", "recipient.opened"}
+        opened[who] = next(e for e in events if e["type"] == "recipient.opened")
+        if who == "sender":
+            assert all(e["timestamp"] is None for e in events), events
+        else:
+            assert all(e["timestamp"] for e in events)
+    assert opened["sender"]["data"] == opened["backend"]["data"]
     # The SSE snapshot for the sender hides them too; the backend's shows them.
     for headers, hidden in ((alice, True), (key(B1), False)):
         response = await client.get(f"/v1/events?media_id={media_id}", headers=headers)
@@ -217,16 +227,19 @@ async def test_status_only_hides_times_from_the_sender_not_the_backend(
         response.close()
         bob = member(snapshot, "bob")
         assert (bob["opened_at"] is None) is hidden
+    await streams_closed(redis, settings, "sse:b:alice", "sse-backend:b")
 
 
-async def _wait_event(redis: Any, stream: str, etype: str) -> dict[str, Any]:
+async def _events_until(response: Any, etype: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
     async with asyncio.timeout(10):
-        while True:
-            for _, fields in await redis.xrange(stream):
-                event: dict[str, Any] = json.loads(fields["e"])
-                if event["type"] == etype:
-                    return event
-            await asyncio.sleep(0.05)
+        async for raw in response.content:
+            line = raw.decode().rstrip("\r\n")
+            if line.startswith("data:"):
+                found.append(json.loads(line.removeprefix("data:").strip()))
+                if found[-1]["type"] == etype:
+                    return found
+    raise AssertionError(f"no {etype}")
 
 
 async def _first_event(response: Any) -> dict[str, Any]:
@@ -240,9 +253,9 @@ async def _first_event(response: Any) -> dict[str, Any]:
 
 
 async def test_backend_event_stream_is_the_tenant_stream(
-    make_client: Any, settings: Settings
+    make_client: Any, settings: Settings, redis: Any
 ) -> None:
-    settings = two_tenants(settings)
+    settings = quick_heartbeat(two_tenants(settings))
     client = await make_client(settings)
     response = await client.get("/v1/events", headers=key(A1))
     assert response.status == 200
@@ -258,6 +271,7 @@ async def test_backend_event_stream_is_the_tenant_stream(
                     assert event["data"]["media_id"] == created["id"]
                     break
     response.close()
+    await streams_closed(redis, settings, "sse-backend:a")
 
 
 async def test_account_mode_recipient_ids_are_scoped_by_tenant(
@@ -282,3 +296,16 @@ async def test_account_mode_recipient_ids_are_scoped_by_tenant(
         "/v1/views", json={"token": token}, headers=jwt_for(settings, "a", "bob")
     )
     assert response.status == 201, await response.text()
+
+
+def quick_heartbeat(settings: Settings) -> Settings:
+    """Streams notice a closed client at their next heartbeat: make it come soon."""
+    return dataclasses.replace(settings, events=EventSettings(sse_heartbeat=0.3))
+
+
+async def streams_closed(redis: Any, settings: Settings, *slots: str) -> None:
+    """The server's stream handlers have ended (their slots are released): a clean teardown."""
+    async with asyncio.timeout(10):
+        for slot in slots:
+            while await redis.zcard(f"{settings.redis.prefix}:{slot}"):
+                await asyncio.sleep(0.05)
