@@ -29,6 +29,8 @@ PARALLEL = 16  # media erased at once
 
 
 def _names(event: str, subject: str) -> bool:
+    if subject not in event:
+        return False  # most entries: no JSON parse needed
     try:
         data: dict[str, Any] = json.loads(event).get("data") or {}
     except (ValueError, AttributeError):
