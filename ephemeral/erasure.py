@@ -106,9 +106,12 @@ class Erasure:
                 raise unavailable("storage did not confirm a delete; repeat the erasure")
         else:
             await svc.lifecycle.evaluate(media_id)  # an orphaned blob from a crashed upload
-        await self.drop_lookups(
-            media_id, await typed.lrange(self.redis, k.recipients(media_id), 0, -1)
-        )
+        recipients = await typed.lrange(self.redis, k.recipients(media_id), 0, -1)
+        await self.drop_lookups(media_id, recipients)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rid in recipients:  # their received lists must not point at it any more
+                pipe.zrem(k.recipient_media(self.tenant, rid), media_id)
+            await pipe.execute()
         async with self.relay_held(media_id):
             result = await svc.scripts.run(
                 "erase_media",
