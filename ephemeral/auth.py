@@ -95,6 +95,8 @@ class Authenticator:
         t = self.tenants.get(tenant) if tenant else self.tenants.all[0]
         if t is None:
             raise ConfigError(f"setting tenants.{tenant}: no such tenant")
+        if t.algorithm != "HS256":  # a public key cannot sign: the issuer mints those tokens
+            raise ConfigError(f"tenant {t.id}: `ephemeral token` mints only for HS256 tenants")
         now = int(time.time())
         claims = {
             "sub": subject,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import jwt
 import pytest
 
 from ephemeral.auth import Authenticator
 from ephemeral.config import ConfigError, load
+from ephemeral.errors import ServiceError
 from ephemeral.tenancy import SERVICE_KEY_RE, Tenants, new_service_key, service_key_hash
 
 SECRET = "s" * 40
@@ -118,3 +121,34 @@ def test_an_unreadable_key_file_and_a_bad_default_hash_fail_at_start(tmp_path: P
     settings = load(None, env={"EPHEMERAL_AUTH_SERVICE_KEY_HASHES": "sha256:xyz"})
     with pytest.raises(ConfigError, match=r"auth\.service_key_hashes"):
         Authenticator(settings, SECRET)
+
+
+def test_an_eddsa_tenant_beside_an_hs256_one(tmp_path: Path) -> None:
+    """Each tenant's own algorithm, given to the verifier explicitly: a token that claims HS256
+    with the EdDSA tenant's public key as the HMAC secret is refused."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pem_file = tmp_path / "c.pub.pem"
+    pem_file.write_bytes(public_pem)
+    body = (
+        f'[tenants.a]\njwt_issuer = "https://a"\njwt_key = "{SECRET}"\n'
+        f'[tenants.c]\njwt_issuer = "https://c"\njwt_algorithm = "EdDSA"\n'
+        f'jwt_key_file = "{pem_file}"\n'
+    )
+    settings = load(tenants_toml(tmp_path / "c.toml", body), env={})
+    auth = Authenticator.load(settings, generate=False)
+    now = int(time.time())
+    claims = {"sub": "carol", "aud": "ephemeral", "iss": "https://c", "iat": now, "exp": now + 60}
+    tenant, verified = auth.verify_claims(jwt.encode(claims, private, algorithm="EdDSA"))
+    assert tenant.id == "c" and verified["sub"] == "carol"
+    confused = jwt.encode(claims, "x" * 40, algorithm="HS256")
+    with pytest.raises(ServiceError) as refused:
+        auth.verify_claims(confused)
+    assert refused.value.status == 401
+    with pytest.raises(ConfigError, match="HS256"):
+        auth.mint("carol", tenant="c")
