@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from redis.asyncio import Redis
 
@@ -170,8 +171,16 @@ async def test_erasure_of_an_unknown_person_and_bad_ids(
     settings = two_tenants(settings)
     client = await make_client(settings, worker=False)
     assert (await client.delete("/v1/subjects/nobody", headers=key(A1))).status == 204
-    response = await client.delete("/v1/subjects/bad%20id", headers=key(A1))
-    await problem(response, 422, "invalid-field")
+    for bad in ("bad%0Aid", "x" * 257):
+        response = await client.delete(f"/v1/subjects/{bad}", headers=key(A1))
+        await problem(response, 422, "invalid-field")
+    # A sender id is a JWT sub, wider than a recipient id: erasable too.
+    auth0 = "auth0|5f7c8ec7c33c6c004bbafe82"
+    created = await create(client, jwt_for(settings, "a", auth0), {"recipients": ["bob"]})
+    response = await client.delete(f"/v1/subjects/{quote(auth0, safe='')}", headers=key(A1))
+    assert response.status == 204
+    gone = await client.get(f"/v1/media/{created['id']}", headers=key(A1))
+    await problem(gone, 404, "not-found")
     await problem(await client.delete("/v1/subjects/x"), 401, "unauthorized")
 
 
