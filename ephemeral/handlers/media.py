@@ -45,11 +45,12 @@ async def status(request: web.Request) -> web.Response:
     with_list = request.query.get("recipients") != "none"
     record = await _owned(svc, caller, request.match_info["media_id"], recipients=with_list)
     body = render_media(record.id, record.media)
+    hide = hides_times(svc.auth.tenants, caller)
     if with_list:
-        hide = hides_times(svc.auth.tenants, caller)
         body["recipients"] = [render_recipient(rid, r, hide) for rid, r in record.recipients]
         body["recipients_next_cursor"] = record.next_cursor
-    return _conditional(request, body, _etag(record, request.query_string))
+    # Times hidden or shown are two representations of one version: two ETags.
+    return _conditional(request, body, _etag(record, f"{request.query_string}|{hide}"))
 
 
 async def recipients(request: web.Request) -> web.Response:
@@ -71,7 +72,7 @@ async def recipients(request: web.Request) -> web.Response:
     if wanted:
         rows = [row for row in rows if row["status"] == wanted]
     body = {"recipients": rows, "next_cursor": record.next_cursor}
-    return _conditional(request, body, _etag(record, request.query_string))
+    return _conditional(request, body, _etag(record, f"{request.query_string}|{hide}"))
 
 
 async def list_media(request: web.Request) -> web.Response:

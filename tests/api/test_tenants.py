@@ -203,6 +203,12 @@ async def test_status_only_hides_times_from_the_sender_not_the_backend(
     assert all(row[name] is None for row in page["recipients"] for name in TIME_FIELDS)
     backend = await ready(client, key(B1), media_id)
     assert member(backend, "bob")["opened_at"] and member(backend, "bob")["replay_expires_at"]
+    # Two representations of one version, two ETags: the sender's never revalidates the other.
+    as_sender = await client.get(f"/v1/media/{media_id}", headers=alice)
+    as_backend = await client.get(f"/v1/media/{media_id}", headers=key(B1))
+    assert as_sender.headers["ETag"] != as_backend.headers["ETag"]
+    check = {**key(B1), "If-None-Match": as_sender.headers["ETag"]}
+    assert (await client.get(f"/v1/media/{media_id}", headers=check)).status == 200
     assert member(backend, "carol")["delivered_at"]
     # Events over SSE, replayed from the start: none carries a time to the sender; the
     # backend's stream (the tenant's) carries them.
