@@ -106,6 +106,7 @@ class Erasure:
                 raise unavailable("storage did not confirm a delete; repeat the erasure")
         else:
             await svc.lifecycle.evaluate(media_id)  # an orphaned blob from a crashed upload
+        await self.drop_idempotency_record(media_id)
         recipients = await typed.lrange(self.redis, k.recipients(media_id), 0, -1)
         await self.drop_lookups(media_id, recipients)
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -121,6 +122,13 @@ class Erasure:
         if result[0] != "ok":
             raise unavailable("a blob of the media is not deleted yet; repeat the erasure")
         await svc.media.unschedule(media_id)
+
+    async def drop_idempotency_record(self, media_id: str) -> None:
+        """The Idempotency-Key record that created the media (a tombstone by now): an ordered
+        step before the media hash that links to it goes. A retry after that creates anew."""
+        record = await typed.hget(self.redis, self.keys.media(media_id), "idem")
+        if record and await typed.hget(self.redis, record, "media") == media_id:
+            await self.redis.delete(record)
 
     async def erase_received(self, media_id: str) -> None:
         svc, k = self.svc, self.keys
@@ -195,14 +203,18 @@ class Erasure:
             await pipe.execute()
 
     async def drop_leftovers(self) -> None:
-        k = self.keys
-        tickets = k.sender_tickets(self.tenant, self.subject)
+        k, who = self.keys, (self.tenant, self.subject)
+        tickets = k.sender_tickets(*who)
         digests = await typed.smembers(self.redis, tickets)
+        await self.svc.abuse.forget(*who)  # rate windows; quota levels are deleted below
         await self.delete_each(
             [
                 *(k.event_ticket(d) for d in digests),
                 tickets,
-                k.sse_streams(self.tenant, self.subject),
+                k.sse_streams(*who),
+                k.sender_inflight(*who),
+                k.sender_stored(*who),
+                k.sender_sizes(*who),
             ]
         )
 

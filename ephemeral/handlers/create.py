@@ -7,14 +7,15 @@ import logging
 import os
 from typing import Any
 
-from aiohttp import web
+from aiohttp import MultipartReader, web
 from redis.exceptions import RedisError
 
-from ephemeral import upload
+from ephemeral import idempotency, upload
+from ephemeral.abuse.http import reports_usage
 from ephemeral.auth import Caller, Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
-from ephemeral.handlers.common import json_response
+from ephemeral.idempotency import Outcome
 from ephemeral.meta import Meta
 from ephemeral.middleware import problem
 from ephemeral.ownership import owned_meta
@@ -30,6 +31,7 @@ log = logging.getLogger("ephemeral.create")
 
 def _precheck(request: web.Request, svc: Services) -> Caller:
     caller = svc.auth.caller(request)
+    idempotency.parse_key(request.headers.get(idempotency.HEADER))  # a bad key: 422 up front
     ctype = request.content_type
     if ctype != "multipart/form-data":
         raise ServiceError(
@@ -43,10 +45,15 @@ def _precheck(request: web.Request, svc: Services) -> Caller:
 
 async def expect(request: web.Request) -> web.StreamResponse | None:
     """Expect: 100-continue is answered with the error when the headers already fail."""
+    svc = services(request)
     try:
-        _precheck(request, services(request))
+        caller = _precheck(request, svc)
+        if isinstance(caller, Sender):  # a backend's sender is named in the body, not here
+            await svc.abuse.before_body(caller)
     except ServiceError as exc:
         return problem(exc, os.urandom(8).hex())
+    except RedisError:  # the create checks again and answers 503 if Redis is really down
+        pass
     if request.headers.get("Expect", "").lower() != "100-continue":
         return problem(ServiceError(417, "bad-request", "unknown Expect"), os.urandom(8).hex())
     if request.version >= (1, 1):
@@ -55,14 +62,36 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
+@reports_usage
 async def create(request: web.Request) -> web.Response:
     svc = services(request)
     caller = _precheck(request, svc)
+    key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     limits = svc.settings.limits
     guard = upload.RateGuard(limits)
     reader = await request.multipart()
     raw_meta = await upload.read_meta(reader, guard)
     sender, meta = owned_meta(svc.auth.tenants, limits, caller, raw_meta)
+
+    async def produce() -> Outcome:
+        # Quotas are charged only when a media is really made: a replay or a 409 costs none.
+        await svc.abuse.before_upload(request, sender, meta.recipients)
+        return await _upload(svc, sender, meta, reader, guard)
+
+    # The key is claimed after the meta is read and before a byte of the file: a retry while
+    # this upload streams gets 409, and the fingerprint covers the meta only (not the file).
+    material = idempotency.fingerprint_material("multipart", meta)
+    return await svc.idempotency.run((sender.tenant, sender.id), key, material, produce)
+
+
+async def _upload(
+    svc: Services,
+    sender: Sender,
+    meta: Meta,
+    reader: MultipartReader,
+    guard: upload.RateGuard,
+) -> Outcome:
+    limits = svc.settings.limits
     part = await upload.find_file(reader, guard)
     incoming = await upload.open_file(part, limits, guard)
 
@@ -71,8 +100,10 @@ async def create(request: web.Request) -> web.Response:
     object_key = new_object_key(media_id)
     await svc.media.reserve_object(media_id, object_key, limits.upload_deadline + 60)
     try:
-        sealed = await svc.vault.seal(object_key, dek, incoming.chunks())
+        content = svc.abuse.fingerprint()
+        sealed = await svc.vault.seal(object_key, dek, content.feed(incoming.chunks()))
         await upload.expect_end(reader)
+        await svc.abuse.admit(sender, media_id, meta, content, sealed.size)
         body = await _record(svc, sender, meta, media_id, dek, incoming.sniffed.kind, sealed)
     except BaseException:
         await asyncio.shield(_discard(svc, media_id, object_key))
@@ -81,11 +112,8 @@ async def create(request: web.Request) -> web.Response:
         await svc.jobs.normalise(media_id)
     except RedisError as exc:  # the record exists: the sweeper enqueues it again, idempotently
         log.warning("enqueue failed, the sweeper will retry: %s", type(exc).__name__)
-    return json_response(
-        body,
-        status=202,
-        headers={"Location": f"/v1/media/{media_id}", "Cache-Control": "no-store"},
-    )
+    headers = {"Location": f"/v1/media/{media_id}", "Cache-Control": "no-store"}
+    return Outcome(202, body, headers, media_id)
 
 
 async def _discard(svc: Services, media_id: str, object_key: str) -> None:

@@ -30,6 +30,11 @@ NAMES = (
     "remark",
     "erase_recipient",
     "erase_media",
+    "idem_claim",
+    "idem_complete",
+    "idem_release",
+    "idem_tombstone",
+    "idem_link",
 )
 
 
