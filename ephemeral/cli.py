@@ -1,4 +1,5 @@
-"""The command line: `ephemeral serve | worker | token SUB | service-key`."""
+"""The command line: `ephemeral serve | worker | token SUB | service-key`, and the client
+commands."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ephemeral.auth import Authenticator
+from ephemeral.client import cli as client_cli
 from ephemeral.config import ConfigError, Settings, load
 from ephemeral.embedded_redis import EmbeddedRedis
 from ephemeral.media.box import harden_process
@@ -39,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--lifetime", type=int, default=3600)
     token.add_argument("--tenant", help="a tenant of the tenants block (default: the first)")
     sub.add_parser("service-key", help="print a new backend service key and its config hash")
+    client_cli.add_client_commands(sub)
     return p
 
 
@@ -115,6 +118,8 @@ def print_service_key() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command in client_cli.COMMANDS:
+        return client_cli.run(args)  # a client of a service: no server settings, no logging
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     harden_process()  # no core dumps, not dumpable: keys live in this process's memory
     try:

@@ -97,7 +97,6 @@ async def stream(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     sender = await _caller(request, svc)
     media_id = request.query.get("media_id")
-    snapshot = await _snapshot(svc, sender, media_id) if media_id else None
     if isinstance(sender, Backend):
         key = svc.keys.tenant_events(sender.tenant)
     else:
@@ -106,6 +105,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     if not last:
         newest = await svc.redis.xrevrange(key, count=1)
         last = newest[0][0] if newest else "0-0"
+    # After the stream position: an event landing in between is then sent (again) rather than
+    # lost between the snapshot and the stream.
+    snapshot = await _snapshot(svc, sender, media_id) if media_id else None
     slot = b64(os.urandom(9))
     await _claim_slot(svc, sender, slot)
     settings = svc.settings.events
@@ -129,7 +131,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
                         event = json.loads(fields["e"])
                         if media_id and event["data"]["media_id"] != media_id:
                             continue
-                        await sse.send(fields["e"], id=entry_id, event=event["type"])
+                        try:
+                            await sse.send(fields["e"], id=entry_id, event=event["type"])
+                        except ConnectionResetError:
+                            return sse  # the watcher left while we wrote: an end, not a 500
             return sse
     finally:
         await svc.redis.zrem(_slots_key(svc, sender), slot)
