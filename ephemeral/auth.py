@@ -81,7 +81,6 @@ class Authenticator:
     ) -> None:
         self.auth = settings.auth
         self.tenants = tenants or Tenants.from_settings(settings, key)
-        self.tenant = self.tenants.all[0].id
 
     @classmethod
     def load(cls, settings: Settings, generate: bool) -> Authenticator:
