@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp_sse import sse_response
@@ -18,13 +21,16 @@ from ephemeral.handlers.common import json_response
 from ephemeral.ownership import hides_times, may_act_on
 from ephemeral.services import Services
 from ephemeral.state.records import render_media, render_recipient
-from ephemeral.web_keys import services
+from ephemeral.web_keys import SHUTTING_DOWN, services
 
 BATCH = 100
 
 
 def _ticket_key(svc: Services, ticket: str) -> str:
     return svc.keys.event_ticket(hashlib.sha256(ticket.encode()).hexdigest())
+
+
+T = TypeVar("T")
 
 
 async def ticket(request: web.Request) -> web.Response:
@@ -111,6 +117,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     slot = b64(os.urandom(9))
     await _claim_slot(svc, sender, slot)
     settings = svc.settings.events
+    stopping = request.app[SHUTTING_DOWN]
     try:
         # aiohttp-sse sends Cache-Control: no-cache itself; events carry no token or content.
         async with sse_response(request, ping_interval=settings.sse_heartbeat) as sse:
@@ -121,7 +128,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 if left <= 0:
                     break  # the credential has expired: the client reconnects with a fresh one
                 block = int(min(left, settings.sse_heartbeat) * 1000) or 1
-                batches = await svc.redis.xread({key: last}, count=BATCH, block=block)
+                batches = await _read_unless(
+                    stopping, svc.redis.xread({key: last}, count=BATCH, block=block)
+                )
+                if batches is None:
+                    break  # shutting down: end the stream cleanly; the client resumes elsewhere
                 await svc.redis.zadd(
                     _slots_key(svc, sender), {slot: time.time() + settings.sse_heartbeat * 3}
                 )
@@ -138,3 +149,27 @@ async def stream(request: web.Request) -> web.StreamResponse:
             return sse
     finally:
         await svc.redis.zrem(_slots_key(svc, sender), slot)
+
+
+async def end_streams(app: web.Application) -> None:
+    """On shutdown: end the event streams now rather than after their next heartbeat (20 s);
+    clients reconnect elsewhere with Last-Event-ID and lose nothing."""
+    app[SHUTTING_DOWN].set()
+
+
+async def _read_unless(stopping: asyncio.Event, read: Awaitable[T]) -> T | None:
+    """`read`'s result, or None as soon as `stopping` is set (the read is then cancelled)."""
+    reading, waiting = asyncio.ensure_future(read), asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({reading, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        reading.cancel()
+        raise
+    finally:
+        waiting.cancel()
+    if reading.done():
+        return reading.result()
+    reading.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reading  # redis-py drops the connection of a cancelled command
+    return None
