@@ -1,4 +1,5 @@
-"""The command line: `ephemeral serve | worker | token SUB`, and the client commands."""
+"""The command line: `ephemeral serve | worker | token SUB | service-key`, and the client
+commands."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from pathlib import Path
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ephemeral.auth import Authenticator, load_key
+from ephemeral.auth import Authenticator
 from ephemeral.client import cli as client_cli
 from ephemeral.config import ConfigError, Settings, load
 from ephemeral.embedded_redis import EmbeddedRedis
 from ephemeral.logs import configure as configure_logging
 from ephemeral.media.box import harden_process
 from ephemeral.metrics_dir import use_metrics_dir
+from ephemeral.tenancy import new_service_key, service_key_hash
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="mint a development sender JWT (HS256)")
     token.add_argument("sub")
     token.add_argument("--lifetime", type=int, default=3600)
+    token.add_argument("--tenant", help="a tenant of the tenants block (default: the first)")
+    sub.add_parser("service-key", help="print a new backend service key and its config hash")
     client_cli.add_client_commands(sub)
     return p
 
@@ -115,19 +119,29 @@ async def worker(settings: Settings) -> None:
     await run_standalone(settings, stop, ops)
 
 
+def print_service_key() -> None:
+    """The key goes to the backend's secret store; only the hash goes into the config."""
+    key = new_service_key()
+    print(key)
+    print(f'service_key_hashes = ["{service_key_hash(key)}"]  # in [tenants.<id>] of the config')
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command in client_cli.COMMANDS:
         return client_cli.run(args)  # a client of a service: no server settings, no logging
     harden_process()  # no core dumps, not dumpable: keys live in this process's memory
     try:
+        if args.command == "service-key":
+            print_service_key()
+            return 0
         settings = apply_flags(load(args.config), args)
         configure_logging(settings.log)
         if args.command in ("serve", "worker"):
             use_metrics_dir(settings.metrics_path)
         if args.command == "token":
-            key = load_key(settings, generate=not settings.redis.url)
-            print(Authenticator(settings, key).mint(args.sub, args.lifetime))
+            authenticator = Authenticator.load(settings, generate=not settings.redis.url)
+            print(authenticator.mint(args.sub, args.lifetime, tenant=args.tenant))
             return 0
         if args.command == "worker" and not settings.redis.url:
             raise ConfigError("setting redis.url: `ephemeral worker` needs EPHEMERAL_REDIS_URL")

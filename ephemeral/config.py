@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ephemeral.tenant_config import TenantSettings, check_unique, parse_tenants
+
 MiB = 1 << 20
 
 
@@ -52,6 +54,9 @@ class AuthSettings:
     issuer: str = "ephemeral"
     leeway: int = 30
     max_lifetime: int = 3600
+    # The default tenant's backend service keys (comma-separated sha256:<hex>), when there is
+    # no tenants block; `ephemeral service-key` prints a key and its hash.
+    service_key_hashes: str = ""
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,8 @@ class Settings:
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    # The [tenants.<id>] tables (tenant_config.py); empty: one tenant from auth and webhooks.
+    tenants: tuple[TenantSettings, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -318,7 +325,13 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> Sett
             toml = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"config file {path}: {exc}") from exc
+    tenants_block = toml.pop("tenants", None)
     settings: Settings = _build(Settings, "", toml, env)
+    if tenants_block is not None:
+        try:
+            settings = dataclasses.replace(settings, tenants=parse_tenants(tenants_block))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     validate(settings)
     return settings
 
@@ -362,6 +375,13 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting idempotency.pepper: needs at least 32 characters")
     if s.idempotency.ttl < 60:
         raise ConfigError("setting idempotency.ttl: must be >= 60 seconds")
+    try:
+        check_unique(s.tenants)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if s.tenants and (s.webhooks.urls or s.auth.service_key_hashes):
+        name = "webhooks.urls" if s.webhooks.urls else "auth.service_key_hashes"
+        raise ConfigError(f"setting {name}: with a tenants block, set it per tenant")
     if not 0 <= s.auth.leeway <= 60:
         raise ConfigError("setting auth.leeway: must be 0..60 seconds")
     if not 60 <= s.auth.max_lifetime <= 3600:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ephemeral.handlers import config, content, create, events, media, ops, views
+from ephemeral.handlers import config, content, create, events, media, ops, subjects, views
 from ephemeral.viewer import setup_viewer
 from ephemeral.web_keys import SETTINGS
 
@@ -18,6 +18,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/media/{media_id}/recipients", media.recipients, allow_head=False)
     r.add_delete("/v1/media/{media_id}", media.unsend)
     r.add_delete("/v1/media/{media_id}/recipients/{recipient_id}", media.revoke)
+    r.add_delete("/v1/subjects/{subject_id}", subjects.erase)
     r.add_get("/v1/events", events.stream, allow_head=False)
     r.add_post("/v1/events/tickets", events.ticket)
     r.add_post("/v1/views/peek", views.peek)

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from ephemeral.abuse.content import load_pepper as load_content_pepper
 from ephemeral.abuse.guard import Abuse
-from ephemeral.auth import Authenticator, load_key
+from ephemeral.auth import Authenticator
 from ephemeral.config import Settings
 from ephemeral.crypto.ems1 import READ_CHUNK
 from ephemeral.crypto.keyring import Keyring
@@ -75,7 +75,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
     url = settings.redis.url
     if not url:
         raise RuntimeError("redis.url must be set (the CLI starts the embedded server)")
-    jwt_key = load_key(settings, generate=embedded)  # before connecting: fail fast on config
+    auth = Authenticator.load(settings, generate=embedded)  # before connecting: fail fast
     idempotency_pepper = load_idempotency_pepper(settings)
     content_pepper = load_content_pepper(settings)
     redis = Redis.from_url(url, decode_responses=True, health_check_interval=30)
@@ -100,7 +100,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
             store=store,
             lifecycle=Lifecycle(media, store, jobs, settings.receipts_ttl, requeue_ms),
             keyring=Keyring(settings.keyring_path, settings.worker.keyring_retention),
-            auth=Authenticator(settings, jwt_key),
+            auth=auth,
             jobs=jobs,
             arq=arq,
             idempotency=Idempotency(

@@ -37,11 +37,15 @@ async def relay_media(svc: Services, media_id: str) -> int:
             return 0
         minid = f"{int(time.time() * 1000) - RETENTION_MS}-0"
         tenant, sender = media.get("tenant", ""), media.get("sender", "")
+        status_only = svc.auth.tenants.status_only(tenant)
         async with redis.pipeline(transaction=False) as pipe:
             for _, fields in entries:
-                event = json.dumps(envelope(media_id, media, fields))
+                full = envelope(media_id, media, fields)
+                event = json.dumps(full)
                 pipe.xadd(k.tenant_events(tenant), {"e": event}, minid=minid, approximate=True)
                 if fields.get("type") not in SENDER_HIDDEN:
+                    if status_only:  # receipts_to_sender = status_only: no time to the sender
+                        event = json.dumps({**full, "timestamp": None})
                     stream = k.sender_events(tenant, sender)
                     pipe.xadd(stream, {"e": event}, minid=minid, approximate=True)
             await pipe.execute()

@@ -20,6 +20,7 @@ from typing import Any, cast
 from redis.exceptions import ResponseError
 
 from ephemeral.services import Services
+from ephemeral.tenancy import Tenant
 from workers.pace import pause
 from workers.webhook_delivery import (
     Endpoint,
@@ -74,10 +75,14 @@ def _now_ms() -> int:
 
 
 class Dispatcher:
-    def __init__(self, svc: Services, sender: Sender, targets: list[Endpoint]) -> None:
-        self.redis, self.keys, self.settings = svc.redis, svc.keys, svc.settings.webhooks
-        self.tenant = svc.settings.tenant
+    def __init__(
+        self, svc: Services, sender: Sender, targets: list[Endpoint], tenant: Tenant
+    ) -> None:
+        self.redis, self.keys, self.settings = svc.redis, svc.keys, tenant.webhooks
+        self.tenant = tenant.id
         self.stream = svc.keys.tenant_events(self.tenant)
+        self.retries_key = svc.keys.webhook_retries(self.tenant)
+        self.dead_key = svc.keys.webhook_dead(self.tenant)
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.sender, self.targets = sender, targets
         self.by_key = {t.key: t for t in targets}
@@ -151,7 +156,7 @@ class Dispatcher:
 
     async def schedule(self, job: Job, target: Endpoint, outcome: Outcome) -> None:
         """Record try 1's failure durably: the retry job, or a dead letter when none is left."""
-        key = self.keys.webhook_retries()
+        key = self.retries_key
         if job.attempt > self.settings.max_tries:
             await self.dead_letter(job, target.url, job.attempt - 1, outcome.detail)
             return
@@ -169,7 +174,7 @@ class Dispatcher:
     async def retry_due(self) -> int:
         now = _now_ms()
         lease = now + self.claim_ms
-        key = self.keys.webhook_retries()
+        key = self.retries_key
         members = cast(list[str], await self._claim(keys=[key], args=[now, lease, BATCH]))
         results = await asyncio.gather(
             *(self.retry(m, lease) for m in members), return_exceptions=True
@@ -205,11 +210,11 @@ class Dispatcher:
 
     async def finish(self, member: str, lease: int, after: tuple[str, int] | None) -> None:
         then, due = after or ("", 0)
-        key = self.keys.webhook_retries()
+        key = self.retries_key
         await self._finish(keys=[key], args=[member, lease, then, due, self.retries_ttl_ms])
 
     async def dead_letter(self, job: Job, url: str, attempts: int, last: str) -> None:
-        key = self.keys.webhook_dead()
+        key = self.dead_key
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lpush(key, dead_record(job, url, attempts, last))
             pipe.ltrim(key, 0, DEAD_MAX - 1)
@@ -269,11 +274,22 @@ class Dispatcher:
 
 
 async def run_webhooks(svc: Services, stop: asyncio.Event) -> None:
-    """Deliver every event of the tenant stream to every configured endpoint until `stop`."""
-    targets = endpoints(svc.settings.webhooks)  # raises on a non-https URL, whatever the config
+    """Deliver every tenant's stream to that tenant's endpoints until `stop`: one dispatcher
+    per tenant, each with its own secrets, consumer group and retry schedule."""
+    runs = [_run_tenant(svc, tenant, stop) for tenant in svc.auth.tenants.all]
+    await asyncio.gather(*runs)
+
+
+async def _run_tenant(svc: Services, tenant: Tenant, stop: asyncio.Event) -> None:
+    targets = endpoints(tenant.webhooks)  # raises on a non-https URL, whatever the config
     if not targets:
         return
-    async with Sender(svc.settings.webhooks, connections=4 * BATCH) as sender:
-        dispatcher = Dispatcher(svc, sender, targets)
-        log.info("webhooks: %d endpoint(s), consumer %s", len(targets), dispatcher.consumer)
+    async with Sender(tenant.webhooks, connections=4 * BATCH) as sender:
+        dispatcher = Dispatcher(svc, sender, targets, tenant)
+        log.info(
+            "webhooks of tenant %s: %d endpoint(s), consumer %s",
+            tenant.id,
+            len(targets),
+            dispatcher.consumer,
+        )
         await asyncio.gather(dispatcher.pump(stop), dispatcher.retry_loop(stop))

@@ -105,6 +105,12 @@ class Abuse:
             detail = f"at most {self.uploads.policy.quota} uploads a minute"
             await self.uploads.check(sender.tenant, sender.id, detail=detail)
 
+    async def forget(self, tenant: str, sender: str) -> None:
+        """Erasure: the sender's rate windows go (their quota levels are keys of theirs)."""
+        for limit in (self.uploads, self.recipients):
+            if limit:
+                await limit.limiter.clear(limit.item, tenant, sender)
+
     async def before_upload(
         self, request: web.Request, sender: Sender, recipients: Sequence[str]
     ) -> None:

@@ -12,12 +12,13 @@ from redis.exceptions import RedisError
 
 from ephemeral import idempotency, metrics, upload
 from ephemeral.abuse.http import reports_usage
-from ephemeral.auth import Sender
+from ephemeral.auth import Caller, Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
 from ephemeral.idempotency import Outcome
-from ephemeral.meta import Meta, parse_meta
+from ephemeral.meta import Meta
 from ephemeral.middleware import problem
+from ephemeral.ownership import owned_meta
 from ephemeral.services import Services
 from ephemeral.state.media import NewMedia, NewRecipient
 from ephemeral.state.records import iso
@@ -28,8 +29,8 @@ from ephemeral.web_keys import services
 log = logging.getLogger("ephemeral.create")
 
 
-def _precheck(request: web.Request, svc: Services) -> Sender:
-    sender = svc.auth.sender(request)
+def _precheck(request: web.Request, svc: Services) -> Caller:
+    caller = svc.auth.caller(request)
     idempotency.parse_key(request.headers.get(idempotency.HEADER))  # a bad key: 422 up front
     ctype = request.content_type
     if ctype != "multipart/form-data":
@@ -39,14 +40,16 @@ def _precheck(request: web.Request, svc: Services) -> Sender:
     length = request.content_length
     if length is not None and length > upload.max_body(svc.settings.limits):
         raise upload.too_large(upload.max_body(svc.settings.limits))
-    return sender
+    return caller
 
 
 async def expect(request: web.Request) -> web.StreamResponse | None:
     """Expect: 100-continue is answered with the error when the headers already fail."""
     svc = services(request)
     try:
-        await svc.abuse.before_body(_precheck(request, svc))
+        caller = _precheck(request, svc)
+        if isinstance(caller, Sender):  # a backend's sender is named in the body, not here
+            await svc.abuse.before_body(caller)
     except ServiceError as exc:
         return problem(exc, os.urandom(8).hex())
     except RedisError:  # the create checks again and answers 503 if Redis is really down
@@ -62,12 +65,13 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
 @reports_usage
 async def create(request: web.Request) -> web.Response:
     svc = services(request)
-    sender = _precheck(request, svc)
+    caller = _precheck(request, svc)
     key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     limits = svc.settings.limits
     guard = upload.RateGuard(limits)
     reader = await request.multipart()
-    meta = parse_meta(await upload.read_meta(reader, guard), limits, sender.id)
+    raw_meta = await upload.read_meta(reader, guard)
+    sender, meta = owned_meta(svc.auth.tenants, limits, caller, raw_meta)
 
     async def produce() -> Outcome:
         # Quotas are charged only when a media is really made: a replay or a 409 costs none.

@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from ephemeral.auth import Sender, unauthorized
+from ephemeral.auth import Backend, Caller, Sender, unauthorized
 from ephemeral.crypto.keys import b64
 from ephemeral.errors import ServiceError, not_found
 from ephemeral.handlers.common import json_response
+from ephemeral.ownership import hides_times, may_act_on
 from ephemeral.services import Services
 from ephemeral.state.records import render_media, render_recipient
 from ephemeral.web_keys import SHUTTING_DOWN, services
@@ -39,16 +40,22 @@ async def ticket(request: web.Request) -> web.Response:
     value = b64(os.urandom(32))
     ttl = svc.settings.events.ticket_ttl
     owner = {"tenant": sender.tenant, "sender": sender.id, "exp": sender.expires_at}
-    await svc.redis.set(_ticket_key(svc, value), json.dumps(owner), ex=ttl)
+    digest = hashlib.sha256(value.encode()).hexdigest()
+    index = svc.keys.sender_tickets(sender.tenant, sender.id)  # so an erasure finds them
+    async with svc.redis.pipeline(transaction=True) as pipe:
+        pipe.set(_ticket_key(svc, value), json.dumps(owner), ex=ttl)
+        pipe.sadd(index, digest)
+        pipe.expire(index, ttl)
+        await pipe.execute()
     return json_response(
         {"ticket": value, "expires_in": ttl}, status=201, headers={"Cache-Control": "no-store"}
     )
 
 
-async def _caller(request: web.Request, svc: Services) -> Sender:
+async def _caller(request: web.Request, svc: Services) -> Caller:
     value = request.query.get("ticket")
     if value is None:
-        return svc.auth.sender(request)
+        return svc.auth.caller(request)  # a service key reads its tenant's stream
     raw = await svc.redis.getdel(_ticket_key(svc, value))  # single use
     if not raw:
         raise unauthorized("unknown, used or expired ticket")
@@ -56,8 +63,14 @@ async def _caller(request: web.Request, svc: Services) -> Sender:
     return Sender(owner["tenant"], owner["sender"], int(owner["exp"]))
 
 
-async def _claim_slot(svc: Services, sender: Sender, slot: str) -> None:
-    key = svc.keys.sse_streams(sender.tenant, sender.id)
+def _slots_key(svc: Services, caller: Caller) -> str:
+    if isinstance(caller, Backend):
+        return svc.keys.sse_backend_streams(caller.tenant)
+    return svc.keys.sse_streams(caller.tenant, caller.id)
+
+
+async def _claim_slot(svc: Services, caller: Caller, slot: str) -> None:
+    key = _slots_key(svc, caller)
     now = time.time()
     ttl = svc.settings.events.sse_heartbeat * 3
     async with svc.redis.pipeline(transaction=True) as pipe:
@@ -76,12 +89,13 @@ async def _claim_slot(svc: Services, sender: Sender, slot: str) -> None:
         )
 
 
-async def _snapshot(svc: Services, sender: Sender, media_id: str) -> dict[str, Any]:
+async def _snapshot(svc: Services, caller: Caller, media_id: str) -> dict[str, Any]:
     record = await svc.media.get(media_id)
-    if record is None or record.owner != (sender.tenant, sender.id):
+    if record is None or not may_act_on(caller, record.owner):
         raise not_found("no such media")
     body = render_media(record.id, record.media)
-    body["recipients"] = [render_recipient(rid, r) for rid, r in record.recipients]
+    hide = hides_times(svc.auth.tenants, caller)
+    body["recipients"] = [render_recipient(rid, r, hide) for rid, r in record.recipients]
     return body
 
 
@@ -89,7 +103,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     sender = await _caller(request, svc)
     media_id = request.query.get("media_id")
-    key = svc.keys.sender_events(sender.tenant, sender.id)
+    if isinstance(sender, Backend):
+        key = svc.keys.tenant_events(sender.tenant)
+    else:
+        key = svc.keys.sender_events(sender.tenant, sender.id)
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if not last:
         newest = await svc.redis.xrevrange(key, count=1)
@@ -117,8 +134,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 if batches is None:
                     break  # shutting down: end the stream cleanly; the client resumes elsewhere
                 await svc.redis.zadd(
-                    svc.keys.sse_streams(sender.tenant, sender.id),
-                    {slot: time.time() + settings.sse_heartbeat * 3},
+                    _slots_key(svc, sender), {slot: time.time() + settings.sse_heartbeat * 3}
                 )
                 for _, entries in batches:
                     for entry_id, fields in entries:
@@ -132,7 +148,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                             return sse  # the watcher left while we wrote: an end, not a 500
             return sse
     finally:
-        await svc.redis.zrem(svc.keys.sse_streams(sender.tenant, sender.id), slot)
+        await svc.redis.zrem(_slots_key(svc, sender), slot)
 
 
 async def end_streams(app: web.Application) -> None:

@@ -7,9 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ephemeral.auth import Sender
+from ephemeral.auth import Caller
 from ephemeral.errors import ServiceError, not_found
 from ephemeral.handlers.common import json_response
+from ephemeral.ownership import hides_times, may_act_on
 from ephemeral.services import Services
 from ephemeral.state.media import (
     RECIPIENT_PAGE_MAX,
@@ -23,7 +24,7 @@ from ephemeral.web_keys import services
 
 async def _owned(
     svc: Services,
-    sender: Sender,
+    caller: Caller,
     media_id: str,
     cursor: str | None = None,
     recipients: bool = True,
@@ -31,7 +32,7 @@ async def _owned(
 ) -> MediaRecord:
     """A media that is not the caller's is a 404, never a 403: existence is not disclosed."""
     record = await svc.media.get(media_id, cursor=cursor, with_recipients=recipients, limit=limit)
-    if record is None or record.owner != (sender.tenant, sender.id):
+    if record is None or not may_act_on(caller, record.owner):
         raise not_found("no such media")
     return record
 
@@ -50,14 +51,16 @@ def _conditional(request: web.Request, body: dict[str, Any], etag: str) -> web.R
 
 async def status(request: web.Request) -> web.Response:
     svc = services(request)
-    sender = svc.auth.sender(request)
+    caller = svc.auth.caller(request)
     with_list = request.query.get("recipients") != "none"
-    record = await _owned(svc, sender, request.match_info["media_id"], recipients=with_list)
+    record = await _owned(svc, caller, request.match_info["media_id"], recipients=with_list)
     body = render_media(record.id, record.media)
+    hide = hides_times(svc.auth.tenants, caller)
     if with_list:
-        body["recipients"] = [render_recipient(rid, r) for rid, r in record.recipients]
+        body["recipients"] = [render_recipient(rid, r, hide) for rid, r in record.recipients]
         body["recipients_next_cursor"] = record.next_cursor
-    return _conditional(request, body, _etag(record, request.query_string))
+    # Times hidden or shown are two representations of one version: two ETags.
+    return _conditional(request, body, _etag(record, f"{request.query_string}|{hide}"))
 
 
 def _limit(request: web.Request, default: int) -> int:
@@ -80,7 +83,7 @@ async def recipients(request: web.Request) -> web.Response:
     """A page of up to `limit` members; with `status`, the scan goes on until the page is full,
     and the cursor points just past the last member returned (offsets in the member list)."""
     svc = services(request)
-    sender = svc.auth.sender(request)
+    caller = svc.auth.caller(request)
     wanted = request.query.get("status")
     if wanted is not None and wanted not in STATUSES:
         raise ServiceError(
@@ -90,6 +93,7 @@ async def recipients(request: web.Request) -> web.Response:
             errors=[{"pointer": "/status", "code": "invalid-field", "detail": "unknown status"}],
         )
     limit = _limit(request, RECIPIENT_PAGE_MAX)
+    hide = hides_times(svc.auth.tenants, caller)
     decoded = decode_cursor(request.query.get("cursor") or "") or "0"
     start = int(decoded) if decoded.isdigit() else 0
     media_id = request.match_info["media_id"]
@@ -98,12 +102,12 @@ async def recipients(request: web.Request) -> web.Response:
     next_start: int | None = start
     while next_start is not None and len(rows) < limit:
         size = limit if wanted is None else RECIPIENT_PAGE_MAX
-        page = await _owned(svc, sender, media_id, encode_cursor(str(next_start)), limit=size)
+        page = await _owned(svc, caller, media_id, encode_cursor(str(next_start)), limit=size)
         first = first or page
         taken = 0
         for rid, r in page.recipients:
             taken += 1
-            row = render_recipient(rid, r)
+            row = render_recipient(rid, r, hide)
             if wanted is None or row["status"] == wanted:
                 rows.append(row)
                 if len(rows) == limit:
@@ -113,7 +117,7 @@ async def recipients(request: web.Request) -> web.Response:
     assert first is not None  # the loop runs at least once
     cursor = encode_cursor(str(next_start)) if next_start is not None else None
     body = {"recipients": rows, "next_cursor": cursor}
-    return _conditional(request, body, _etag(first, request.query_string))
+    return _conditional(request, body, _etag(first, f"{request.query_string}|{hide}"))
 
 
 async def list_media(request: web.Request) -> web.Response:
@@ -143,8 +147,8 @@ async def list_media(request: web.Request) -> web.Response:
 
 async def unsend(request: web.Request) -> web.Response:
     svc = services(request)
-    sender = svc.auth.sender(request)
-    record = await _owned(svc, sender, request.match_info["media_id"], recipients=False)
+    caller = svc.auth.caller(request)
+    record = await _owned(svc, caller, request.match_info["media_id"], recipients=False)
     if await svc.media.unsend(record.id):
         await svc.lifecycle.evaluate(record.id)  # purge now; the sweeper retries on failure
     return web.Response(status=204)
@@ -152,8 +156,8 @@ async def unsend(request: web.Request) -> web.Response:
 
 async def revoke(request: web.Request) -> web.Response:
     svc = services(request)
-    sender = svc.auth.sender(request)
-    record = await _owned(svc, sender, request.match_info["media_id"], recipients=False)
+    caller = svc.auth.caller(request)
+    record = await _owned(svc, caller, request.match_info["media_id"], recipients=False)
     purge_due = await svc.media.revoke(record.id, request.match_info["recipient_id"])
     if purge_due is None:
         raise not_found("no such recipient")

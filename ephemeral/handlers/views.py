@@ -16,6 +16,7 @@ from ephemeral.durability import confirm
 from ephemeral.errors import ServiceError, not_found, unavailable
 from ephemeral.handlers.common import json_response, read_small_json
 from ephemeral.handlers.lease import lease_cookie_name, read_lease
+from ephemeral.ownership import recipient_subject
 from ephemeral.services import Services
 from ephemeral.state import typed
 from ephemeral.state.records import iso
@@ -85,7 +86,7 @@ async def peek(request: web.Request) -> web.Response:
     svc = services(request)
     body = await read_small_json(request, BODY_LIMIT)
     opened, _ = await _verify_token(svc, body)
-    subject = svc.auth.optional_subject(request)
+    subject = await recipient_subject(svc, request, opened.media_id)
     result = await svc.views.peek(opened.media_id, opened.recipient, opened.verifier, subject)
     if result[0] != "ok":
         raise _refusal(result[0])
@@ -143,7 +144,7 @@ async def redeem(request: web.Request) -> web.Response:
     body = await read_small_json(request, BODY_LIMIT)
     redeem_id, device = _redeem_args(body)
     opened, wrapped = await _verify_token(svc, body)
-    subject = svc.auth.optional_subject(request)
+    subject = await recipient_subject(svc, request, opened.media_id)
     mid, rid = opened.media_id, opened.recipient
     view_id = VIEW_PREFIX + mid[2:] + kc.random_id(16)
     lease = kc.lease_secret(opened.secret, view_id)

@@ -67,6 +67,10 @@ class Keys:
     def owner_media(self, tenant: str, sender: str) -> str:
         return f"{self.prefix}:owner:{tenant}:{sender}:media"
 
+    def recipient_media(self, tenant: str, recipient: str) -> str:
+        """The media in which a person is a recipient: what an erasure must visit."""
+        return f"{self.prefix}:rcpt:{tenant}:{recipient}:media"
+
     def live_shard(self, media_id: str) -> int:
         return zlib.crc32(media_id.encode()) % LIVE_SHARDS
 
@@ -100,11 +104,18 @@ class Keys:
     def sse_streams(self, tenant: str, sender: str) -> str:
         return f"{self.prefix}:sse:{tenant}:{sender}"
 
-    def webhook_retries(self) -> str:
-        return f"{self.prefix}:webhooks:retry"
+    def sse_backend_streams(self, tenant: str) -> str:
+        return f"{self.prefix}:sse-backend:{tenant}"
 
-    def webhook_dead(self) -> str:
-        return f"{self.prefix}:webhooks:dead"
+    def sender_tickets(self, tenant: str, sender: str) -> str:
+        """Digests of a sender's live SSE tickets (60 s), so an erasure can drop them."""
+        return f"{self.prefix}:tickets:{tenant}:{sender}"
+
+    def webhook_retries(self, tenant: str = "default") -> str:
+        return f"{self.prefix}:webhooks:{tenant}:retry"
+
+    def webhook_dead(self, tenant: str = "default") -> str:
+        return f"{self.prefix}:webhooks:{tenant}:dead"
 
     def queue(self) -> str:
         return f"{self.prefix}:queue"

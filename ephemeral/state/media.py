@@ -107,7 +107,9 @@ class MediaRepo:
         k = self.keys
         # Shallow on purpose: asdict() would deep-copy every recipient only to be replaced here.
         spec: dict[str, Any] = {f.name: getattr(new, f.name) for f in fields(new)}
-        spec["recipients"] = [{"id": r.id, "vf": r.vf, "wk": r.wk} for r in new.recipients]
+        spec["recipients"] = [
+            {"id": r.id, "vf": r.vf, "wk": r.wk, "lk": r.lookup} for r in new.recipients
+        ]
         spec.update(
             lease_max=self.lease_max,
             receipts_ttl=self.receipts_ttl,
@@ -123,8 +125,9 @@ class MediaRepo:
             raise RuntimeError(f"media id collision: {result[0]}")
         created_ms, expires_ms = int(result[1]), int(result[2])
         await self.schedule(new.id, result[3], result[4])
-        # Cross-slot indexes, in order: lookups, then the owner's list. Until they exist the
-        # tokens are unusable and the media unlisted; both expire with the receipts.
+        # Cross-slot indexes, in order: lookups, the owner's list, then each recipient's list
+        # (what an erasure visits). Until they exist the tokens are unusable and the media
+        # unlisted; all expire with the receipts.
         keep_ms = (
             expires_ms
             + (new.replay_window + self.lease_max + self.receipts_ttl) * 1000
@@ -137,6 +140,11 @@ class MediaRepo:
             pipe.zadd(owner, {new.id: created_ms})
             pipe.pexpire(owner, keep_ms, gt=True)
             pipe.pexpire(owner, keep_ms, nx=True)
+            for r in new.recipients:
+                received = k.recipient_media(new.tenant, r.id)
+                pipe.zadd(received, {new.id: created_ms})
+                pipe.pexpire(received, keep_ms, gt=True)
+                pipe.pexpire(received, keep_ms, nx=True)
             await pipe.execute()
         return Created(created_ms, expires_ms)
 

@@ -28,6 +28,8 @@ NAMES = (
     "unmark",
     "relayed",
     "remark",
+    "erase_recipient",
+    "erase_media",
     "idem_claim",
     "idem_complete",
     "idem_release",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from redis.crc import key_slot
 
 from ephemeral.config import Settings
 from ephemeral.state.scripts import NAMES, Scripts
+from ephemeral.tenancy import new_service_key, service_key_hash
 from ephemeral.web_keys import SERVICES
 from tests.api.helpers import lease_auth, redeemed
 from tests.api.test_idempotency import create as idempotent_create
@@ -29,6 +31,11 @@ async def test_every_script_call_hashes_to_one_slot(
         return await original(self, name, keys, args)
 
     monkeypatch.setattr(Scripts, "run", recording)
+    service_key = new_service_key()  # the default tenant's backend, for the erasure
+    auth_settings = dataclasses.replace(
+        settings.auth, service_key_hashes=service_key_hash(service_key)
+    )
+    settings = dataclasses.replace(settings, auth=auth_settings)
     client = await make_client(settings)
     media_id, tokens = await ready_media(
         client, settings, recipients=["bob", "carol", "dan"], views=2
@@ -58,6 +65,9 @@ async def test_every_script_call_hashes_to_one_slot(
     )
     assert created.status == 202 and refused.status == 415
     await client.delete(f"/v1/media/{(await created.json())['id']}", headers=auth(settings))
+    backend = {"Authorization": f"Bearer {service_key}"}
+    for person in ("bob", "alice"):  # a recipient's receipts, then a sender's media
+        assert (await client.delete(f"/v1/subjects/{person}", headers=backend)).status == 204
 
     await asyncio.sleep(0.5)  # the relay runs in the worker: its calls count too
     seen = {name for name, _, _ in calls}

@@ -20,7 +20,7 @@ local ids = {}
 for _, r in ipairs(spec.recipients) do
   local rkey = rprefix .. r.id
   redis.call('HSET', rkey, 'st', 'sent', 'vu', '0', 'vl', tostring(spec.views),
-    'vf', r.vf, 'wk', r.wk, 'lease', '', 'done', '0', 'sc', '0')
+    'vf', r.vf, 'wk', r.wk, 'lk', r.lk, 'lease', '', 'done', '0', 'sc', '0')
   redis.call('PEXPIREAT', rkey, hard + spec.receipts_ttl * 1000)
   ids[#ids + 1] = r.id
   if #ids == 500 then  -- one RPUSH per batch; unpack() is bounded by Lua's stack

@@ -66,6 +66,8 @@ redis.call('HSET', lkey, 'rid', rid, 'lv', lease_vf, 'wk', lease_wk,
 redis.call('PEXPIREAT', lkey, now + max_ms + 660000)  -- + the 10-minute report window
 redis.call('ZADD', timers, now + math.min(idle_ms, max_ms), 'ls:' .. view_id)
 redis.call('HSET', rkey, 'lease', view_id, 'lrid', redeem_id)
+-- Every view id of the recipient (at most `views`), so an erasure finds ended leases too.
+redis.call('HSET', rkey, 'vids', (redis.call('HGET', rkey, 'vids') or '') .. view_id .. ' ')
 emit(mkey, outbox, etype, rid, status, vl, device, now)
 local due = schedule(mkey, timers)
 local shown = redis.call('HMGET', mkey, 'kind', 'mime', 'size', 'width', 'height', 'duration',
