@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ephemeral.handlers import content, create, events, media, ops, views
+from ephemeral.handlers import content, create, events, media, ops, uploads, views
 from ephemeral.viewer import setup_viewer
 
 
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/media", create.create, expect_handler=create.expect)
+    r.add_put("/v1/uploads/{upload_token}", uploads.put)
     r.add_get("/v1/media", media.list_media, allow_head=False)
     r.add_get("/v1/media/{media_id}", media.status, allow_head=False)
     r.add_get("/v1/media/{media_id}/recipients", media.recipients, allow_head=False)

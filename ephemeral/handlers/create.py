@@ -14,11 +14,13 @@ from ephemeral import upload
 from ephemeral.auth import Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
+from ephemeral.handlers import uploads
 from ephemeral.handlers.common import json_response
+from ephemeral.handlers.tokens import wrap_caption, wrap_recipients
 from ephemeral.meta import Meta, parse_meta
 from ephemeral.middleware import problem
 from ephemeral.services import Services
-from ephemeral.state.media import NewMedia, NewRecipient
+from ephemeral.state.media import NewMedia
 from ephemeral.state.records import iso
 from ephemeral.state.views import MEDIA_PREFIX
 from ephemeral.vault import SealedObject, new_object_key
@@ -30,9 +32,13 @@ log = logging.getLogger("ephemeral.create")
 def _precheck(request: web.Request, svc: Services) -> Sender:
     sender = svc.auth.sender(request)
     ctype = request.content_type
+    if ctype == "application/json":
+        return sender  # the two-step create: its body is a small JSON meta
     if ctype != "multipart/form-data":
         raise ServiceError(
-            415, "unsupported-media-type", "send multipart/form-data with a meta and a file part"
+            415,
+            "unsupported-media-type",
+            "send multipart/form-data with a meta and a file part, or JSON meta (two-step)",
         )
     length = request.content_length
     if length is not None and length > upload.max_body(svc.settings.limits):
@@ -55,6 +61,8 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
 
 
 async def create(request: web.Request) -> web.Response:
+    if request.content_type == "application/json":  # two-step: meta now, the bytes later
+        return await uploads.create_awaiting(request)
     svc = services(request)
     sender = _precheck(request, svc)
     limits = svc.settings.limits
@@ -107,27 +115,8 @@ async def _record(
 ) -> dict[str, Any]:
     """Wrap the DEK per recipient and for the worker, then create the record and indexes."""
     epoch, kek = svc.keyring.current()
-    recipients: list[NewRecipient] = []
-    links: list[dict[str, str]] = []
-    for rid in meta.recipients:
-        lookup, secret = kc.new_token()
-        wrapped = kc.wrap(
-            kc.recipient_wrap_key(secret, media_id, rid), dek, kc.recipient_context(media_id, rid)
-        )
-        recipients.append(
-            NewRecipient(rid, kc.token_verifier(secret, lookup), kc.b64(wrapped), lookup)
-        )
-        token = kc.format_token(lookup, secret)
-        links.append(
-            {
-                "id": rid,
-                "token": token,
-                "url": f"{svc.settings.viewer_base_url}/v/{lookup}#{kc.b64(secret)}",
-            }
-        )
-    caption = ""
-    if meta.caption:
-        caption = kc.b64(kc.wrap(dek, meta.caption.encode(), f"caption\x00{media_id}"))
+    recipients, links = wrap_recipients(svc, meta, media_id, dek)
+    caption = wrap_caption(meta, media_id, dek)
     worker = svc.settings.worker
     created = await svc.media.create(
         NewMedia(

@@ -28,6 +28,8 @@ NAMES = (
     "unmark",
     "relayed",
     "remark",
+    "upload_claim",
+    "upload_commit",
 )
 
 

@@ -1,0 +1,106 @@
+"""The two-step create: `POST /v1/media` with JSON meta, then `PUT {upload_url}` with the bytes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ephemeral import upload
+from ephemeral.crypto import keys as kc
+from ephemeral.crypto.upload_keys import upload_context, upload_verifier, upload_wrap_key
+from ephemeral.errors import ServiceError
+from ephemeral.handlers.common import json_response, read_small_json
+from ephemeral.handlers.tokens import wrap_caption, wrap_recipients
+from ephemeral.meta import parse_meta, parse_upload_size
+from ephemeral.state.media import NewMedia, NewUpload
+from ephemeral.state.records import iso
+from ephemeral.state.views import MEDIA_PREFIX
+from ephemeral.upload_flow import receive, resolve
+from ephemeral.web_keys import services
+
+UPLOAD_PATH = "/v1/uploads/"
+
+
+async def create_awaiting(request: web.Request) -> web.Response:
+    """Tokens now, bytes later: the DEK is made here and wrapped per recipient; the worker's
+    copy is wrapped under the upload secret, so until the bytes arrive neither an operator
+    with Redis and the KEK nor the backend that holds the tokens can decrypt anything."""
+    svc = services(request)
+    sender = svc.auth.sender(request)
+    limits = svc.settings.limits
+    raw = await read_small_json(request, upload.FIELD_LIMIT)
+    size, size_errors = parse_upload_size(raw, limits)
+    try:
+        meta = parse_meta(raw, limits, sender.id)
+    except ServiceError as exc:  # every problem at once, the size's too
+        if exc.errors is not None:
+            exc.errors.extend(size_errors.items)
+        raise
+    size_errors.raise_if_any()
+
+    media_id = MEDIA_PREFIX + kc.random_id(16)
+    dek = kc.new_dek()
+    lookup, secret = kc.new_token()
+    recipients, links = wrap_recipients(svc, meta, media_id, dek)
+    held = kc.wrap(upload_wrap_key(secret, media_id), dek, upload_context(media_id))
+    worker = svc.settings.worker
+    created = await svc.media.create(
+        NewMedia(
+            id=media_id,
+            tenant=sender.tenant,
+            sender=sender.id,
+            state="awaiting_upload",
+            kind="",
+            views=meta.views,
+            expires_in=meta.expires_in,
+            replay_window=meta.replay_window,
+            caption=wrap_caption(meta, media_id, dek),
+            capture=meta.capture,
+            client_ref=meta.client_ref,
+            recipient_auth=meta.recipient_auth,
+            orig="",
+            orig_hdr="",
+            orig_size=0,
+            kek="",
+            epoch=0,
+            recipients=recipients,
+            upload=NewUpload(
+                lookup=lookup,
+                vf=upload_verifier(secret, lookup),
+                wk=kc.b64(held),
+                size=size,
+                ttl_ms=limits.upload_ttl * 1000,
+            ),
+        ),
+        processing_ms=worker.processing_deadline_ms,
+        requeue_ms=worker.requeue_ms,
+    )
+    body = {
+        "id": media_id,
+        "state": "awaiting_upload",
+        "kind": None,
+        "views": meta.views,
+        "client_ref": meta.client_ref or None,
+        "created_at": iso(created.created_ms),
+        "expires_at": iso(created.expires_ms),
+        "recipients": links,
+        "upload_url": svc.settings.base_url + UPLOAD_PATH + kc.format_token(lookup, secret),
+        "upload_expires_at": iso(created.upload_expires_ms),
+    }
+    return json_response(
+        body,
+        status=201,
+        headers={"Location": f"/v1/media/{media_id}", "Cache-Control": "no-store"},
+    )
+
+
+async def put(request: web.Request) -> web.Response:
+    """The whole body, once: 202 and processing as for the one-step upload. Bad bytes get the
+    one-step's 4xx and leave nothing stored; the URL stays usable until it has succeeded."""
+    svc = services(request)
+    ref = await resolve(svc, request)
+    received = await receive(svc, request, ref, offset=0, resumable=False)
+    return json_response(
+        {"id": ref.media_id, "state": "processing", "kind": received.kind},
+        status=202,
+        headers={"Cache-Control": "no-store"},
+    )
