@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ephemeral import tus
 from ephemeral.handlers import content, create, events, media, ops, uploads, views
 from ephemeral.viewer import setup_viewer
 
@@ -12,6 +13,10 @@ def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/media", create.create, expect_handler=create.expect)
     r.add_put("/v1/uploads/{upload_token}", uploads.put)
+    r.add_route("PATCH", "/v1/uploads/{upload_token}", tus.patch)
+    r.add_route("HEAD", "/v1/uploads/{upload_token}", tus.status)
+    r.add_route("OPTIONS", "/v1/uploads/{upload_token}", tus.options)
+    r.add_delete("/v1/uploads/{upload_token}", tus.terminate)
     r.add_get("/v1/media", media.list_media, allow_head=False)
     r.add_get("/v1/media/{media_id}", media.status, allow_head=False)
     r.add_get("/v1/media/{media_id}/recipients", media.recipients, allow_head=False)

@@ -99,10 +99,33 @@ async def head(svc: Services, ref: UploadRef) -> Claim:
     return claim
 
 
+_transfers: set[asyncio.Task[Received]] = set()  # strong references while they finish
+
+
 async def receive(
     svc: Services, request: web.Request, ref: UploadRef, offset: int, resumable: bool
 ) -> Received:
-    """Store one body as one part: all of it (PUT) or its whole segments (PATCH)."""
+    """Store one body as one part: all of it (PUT) or its whole segments (PATCH).
+
+    The transfer runs in a task of its own: where a dropped connection cancels the handler
+    (aiohttp's handler_cancellation), the transfer still sees the connection end, and stores
+    (PATCH) or discards (PUT) what arrived, and releases the upload's lock.
+    """
+    task = asyncio.ensure_future(_receive(svc, request, ref, offset, resumable))
+    _transfers.add(task)
+    task.add_done_callback(_finished)
+    return await asyncio.shield(task)
+
+
+def _finished(task: asyncio.Task[Received]) -> None:
+    _transfers.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a client that left gets no answer, and needs none
+
+
+async def _receive(
+    svc: Services, request: web.Request, ref: UploadRef, offset: int, resumable: bool
+) -> Received:
     limits = svc.settings.limits
     uploads = repo(svc)
     nonce = new_nonce()

@@ -27,6 +27,7 @@ async def test_upload_scripts_hash_to_one_slot(
     client = await make_client(settings)
     photo = jpeg_bytes()
     created = await create_two_step(client, settings, len(photo))
+    assert (await client.head(upload_path(created), headers={"Tus-Resumable": "1.0.0"})).ok
     assert (await client.put(upload_path(created), data=photo)).status == 202
     await wait_state(client, settings, created["id"], {"ready"})
     seen = {name for name, _ in calls}
