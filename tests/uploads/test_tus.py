@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,7 @@ async def test_termination_unsends_and_purges_the_parts(
     body = await wait_state(client, settings, created["id"], {"revoked"}, purged=True)
     assert body["counts"]["revoked"] == 1
     assert stored_blobs(settings) == []
+    assert "uwk" not in await media_record(redis, settings, created["id"])
     assert (await client.head(path, headers=TUS)).status == 410  # a HEAD answer has no body
 
 
@@ -202,3 +204,35 @@ async def test_a_partial_upload_expires_and_its_parts_are_purged(
         410,
         "upload-expired",
     )
+
+
+async def test_one_writer_at_a_time(
+    client: TestClient[Any, Any], settings: Settings, lossless_clip: Path
+) -> None:
+    """A second PATCH while the first is still sending is refused; the first completes."""
+    data = lossless_clip.read_bytes()
+    created = await create_two_step(client, settings, len(data))
+    path = upload_path(created)
+    headers = {**TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+    started, refused = asyncio.Event(), asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield data[:SEGMENT]
+        started.set()
+        await refused.wait()  # still mid-body while the second PATCH is answered
+        yield data[SEGMENT:]
+
+    async def second() -> Any:
+        await started.wait()
+        await asyncio.sleep(0.2)
+        response = await client.patch(path, data=io.BytesIO(data), headers=headers)
+        refused.set()
+        return response
+
+    length = {"Content-Length": str(len(data))}
+    first, other = await asyncio.gather(
+        client.patch(path, data=slow_body(), headers={**headers, **length}), second()
+    )
+    await problem(other, 409, "upload-in-progress")
+    assert other.headers["Retry-After"] == "1" and other.headers["Tus-Resumable"] == "1.0.0"
+    assert first.status == 204 and first.headers["Upload-Offset"] == str(len(data))

@@ -181,3 +181,5 @@ async def test_an_upload_never_sent_expires_and_is_purged(
     events = [fields["type"] for _, fields in await redis.xrange(outbox)]
     assert "media.failed" in events and "media.purged" in events
     assert await stored_objects(redis, settings, created["id"]) == set()
+    record = await media_record(redis, settings, created["id"])
+    assert "uwk" not in record and "kek" not in record  # no wrapped key outlives the purge
