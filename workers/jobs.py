@@ -107,7 +107,11 @@ async def _normalise(svc: Services, media_id: str, gate: asyncio.Semaphore | Non
         await svc.lifecycle.fail(media_id, "processing-failed", "the upload is unreadable")
         return "failed"
     if not await svc.media.mark_ready(media_id, output):
-        await svc.lifecycle.evaluate(media_id)  # unsent while we worked: purge the output too
+        # Unsent or purged while we worked. A purge that began meanwhile may have listed (and
+        # released) our output before it was written: it is ours to delete.
+        await svc.store.delete(out_key)
+        await svc.media.release_object(media_id, out_key)
+        await svc.lifecycle.evaluate(media_id)
         return "refused"
     await _drop_stale_objects(svc, media_id, output["obj"])
     return "ready"

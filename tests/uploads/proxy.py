@@ -30,6 +30,17 @@ class CuttingProxy:
         return port
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        this = asyncio.current_task()
+        assert this is not None
+        self._tasks.add(this)
+        try:
+            await self._forward(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         back = asyncio.create_task(self._pipe(up_reader, writer))
         self._tasks.add(back)
@@ -59,6 +70,7 @@ class CuttingProxy:
             up_writer.close()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await back
+                await up_writer.wait_closed()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -81,6 +93,11 @@ async def cutting_proxy(
         yield proxy
     finally:
         proxy._server.close()
+        # Every connection's sockets are closed before the test goes on: none left to the GC.
+        pending = [task for task in proxy._tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
         for task in proxy._tasks:
             task.cancel()
+        await asyncio.gather(*proxy._tasks, return_exceptions=True)
         await proxy._server.wait_closed()
