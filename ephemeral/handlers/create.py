@@ -7,16 +7,17 @@ import logging
 import os
 from typing import Any
 
-from aiohttp import web
+from aiohttp import MultipartReader, web
 from redis.exceptions import RedisError
 
-from ephemeral import upload
+from ephemeral import idempotency, upload
+from ephemeral.abuse.http import reports_usage
 from ephemeral.auth import Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
 from ephemeral.handlers import uploads
-from ephemeral.handlers.common import json_response
 from ephemeral.handlers.tokens import wrap_caption, wrap_recipients
+from ephemeral.idempotency import Outcome
 from ephemeral.meta import Meta, parse_meta
 from ephemeral.middleware import problem
 from ephemeral.services import Services
@@ -31,6 +32,7 @@ log = logging.getLogger("ephemeral.create")
 
 def _precheck(request: web.Request, svc: Services) -> Sender:
     sender = svc.auth.sender(request)
+    idempotency.parse_key(request.headers.get(idempotency.HEADER))  # a bad key: 422 up front
     ctype = request.content_type
     if ctype == "application/json":
         return sender  # the two-step create: its body is a small JSON meta
@@ -48,10 +50,13 @@ def _precheck(request: web.Request, svc: Services) -> Sender:
 
 async def expect(request: web.Request) -> web.StreamResponse | None:
     """Expect: 100-continue is answered with the error when the headers already fail."""
+    svc = services(request)
     try:
-        _precheck(request, services(request))
+        await svc.abuse.before_body(_precheck(request, svc))
     except ServiceError as exc:
         return problem(exc, os.urandom(8).hex())
+    except RedisError:  # the create checks again and answers 503 if Redis is really down
+        pass
     if request.headers.get("Expect", "").lower() != "100-continue":
         return problem(ServiceError(417, "bad-request", "unknown Expect"), os.urandom(8).hex())
     if request.version >= (1, 1):
@@ -60,15 +65,37 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
+@reports_usage
 async def create(request: web.Request) -> web.Response:
     if request.content_type == "application/json":  # two-step: meta now, the bytes later
         return await uploads.create_awaiting(request)
     svc = services(request)
     sender = _precheck(request, svc)
+    key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     limits = svc.settings.limits
     guard = upload.RateGuard(limits)
     reader = await request.multipart()
     meta = parse_meta(await upload.read_meta(reader, guard), limits, sender.id)
+
+    async def produce() -> Outcome:
+        # Quotas are charged only when a media is really made: a replay or a 409 costs none.
+        await svc.abuse.before_upload(request, sender, meta.recipients)
+        return await _upload(svc, sender, meta, reader, guard)
+
+    # The key is claimed after the meta is read and before a byte of the file: a retry while
+    # this upload streams gets 409, and the fingerprint covers the meta only (not the file).
+    material = idempotency.fingerprint_material("multipart", meta)
+    return await svc.idempotency.run((sender.tenant, sender.id), key, material, produce)
+
+
+async def _upload(
+    svc: Services,
+    sender: Sender,
+    meta: Meta,
+    reader: MultipartReader,
+    guard: upload.RateGuard,
+) -> Outcome:
+    limits = svc.settings.limits
     part = await upload.find_file(reader, guard)
     incoming = await upload.open_file(part, limits, guard)
 
@@ -77,8 +104,10 @@ async def create(request: web.Request) -> web.Response:
     object_key = new_object_key(media_id)
     await svc.media.reserve_object(media_id, object_key, limits.upload_deadline + 60)
     try:
-        sealed = await svc.vault.seal(object_key, dek, incoming.chunks())
+        content = svc.abuse.fingerprint()
+        sealed = await svc.vault.seal(object_key, dek, content.feed(incoming.chunks()))
         await upload.expect_end(reader)
+        await svc.abuse.admit(sender, media_id, meta, content, sealed.size)
         body = await _record(svc, sender, meta, media_id, dek, incoming.sniffed.kind, sealed)
     except BaseException:
         await asyncio.shield(_discard(svc, media_id, object_key))
@@ -87,11 +116,8 @@ async def create(request: web.Request) -> web.Response:
         await svc.jobs.normalise(media_id)
     except RedisError as exc:  # the record exists: the sweeper enqueues it again, idempotently
         log.warning("enqueue failed, the sweeper will retry: %s", type(exc).__name__)
-    return json_response(
-        body,
-        status=202,
-        headers={"Location": f"/v1/media/{media_id}", "Cache-Control": "no-store"},
-    )
+    headers = {"Location": f"/v1/media/{media_id}", "Cache-Control": "no-store"}
+    return Outcome(202, body, headers, media_id)
 
 
 async def _discard(svc: Services, media_id: str, object_key: str) -> None:

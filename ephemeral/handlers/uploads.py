@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from aiohttp import web
 
-from ephemeral import upload
+from ephemeral import idempotency, upload
+from ephemeral.auth import Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.crypto.upload_keys import upload_context, upload_verifier, upload_wrap_key
 from ephemeral.errors import ServiceError
 from ephemeral.handlers.common import json_response, read_small_json
 from ephemeral.handlers.tokens import wrap_caption, wrap_recipients
-from ephemeral.meta import parse_meta, parse_upload_size
+from ephemeral.idempotency import Outcome
+from ephemeral.meta import Meta, parse_meta, parse_upload_size
+from ephemeral.services import Services
 from ephemeral.state.media import NewMedia, NewUpload
 from ephemeral.state.records import iso
 from ephemeral.state.views import MEDIA_PREFIX
@@ -26,6 +31,7 @@ async def create_awaiting(request: web.Request) -> web.Response:
     with Redis and the KEK nor the backend that holds the tokens can decrypt anything."""
     svc = services(request)
     sender = svc.auth.sender(request)
+    key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     limits = svc.settings.limits
     raw = await read_small_json(request, upload.FIELD_LIMIT)
     size, size_errors = parse_upload_size(raw, limits)
@@ -37,6 +43,17 @@ async def create_awaiting(request: web.Request) -> web.Response:
         raise
     size_errors.raise_if_any()
 
+    async def produce() -> Outcome:
+        # Quotas are charged only when a media is really made: a replay or a 409 costs none.
+        await svc.abuse.before_upload(request, sender, meta.recipients)
+        return await _create(svc, sender, meta, size)
+
+    material = idempotency.fingerprint_material("json", {**asdict(meta), "size": size})
+    return await svc.idempotency.run((sender.tenant, sender.id), key, material, produce)
+
+
+async def _create(svc: Services, sender: Sender, meta: Meta, size: int) -> Outcome:
+    limits = svc.settings.limits
     media_id = MEDIA_PREFIX + kc.random_id(16)
     dek = kc.new_dek()
     lookup, secret = kc.new_token()
@@ -86,11 +103,8 @@ async def create_awaiting(request: web.Request) -> web.Response:
         "upload_url": svc.settings.base_url + UPLOAD_PATH + kc.format_token(lookup, secret),
         "upload_expires_at": iso(created.upload_expires_ms),
     }
-    return json_response(
-        body,
-        status=201,
-        headers={"Location": f"/v1/media/{media_id}", "Cache-Control": "no-store"},
-    )
+    headers = {"Location": f"/v1/media/{media_id}", "Cache-Control": "no-store"}
+    return Outcome(201, body, headers, media_id)
 
 
 async def put(request: web.Request) -> web.Response:

@@ -183,3 +183,19 @@ async def test_an_upload_never_sent_expires_and_is_purged(
     assert await stored_objects(redis, settings, created["id"]) == set()
     record = await media_record(redis, settings, created["id"])
     assert "uwk" not in record and "kek" not in record  # no wrapped key outlives the purge
+
+
+async def test_an_idempotent_retry_replays_the_upload_url(
+    client: TestClient[Any, Any], settings: Settings
+) -> None:
+    """The backend's retry of a JSON create gets the same tokens and URL; nothing new is made."""
+    photo = jpeg_bytes()
+    meta = {"recipients": ["bob"], "size": len(photo)}
+    headers = {**auth(settings), "Idempotency-Key": "twostep-retry-0123456789ab"}
+    first = await client.post("/v1/media", json=meta, headers=headers)
+    again = await client.post("/v1/media", json=meta, headers=headers)
+    assert first.status == again.status == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (await again.json())["upload_url"] == (await first.json())["upload_url"]
+    other = await client.post("/v1/media", json={**meta, "size": 5}, headers=headers)
+    await problem(other, 422, "idempotency-key-reused")
