@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from tusclient.exceptions import TusUploadFailed
@@ -26,7 +27,8 @@ from ephemeral.state.uploads import UploadRepo
 from tests.api.helpers import problem
 from tests.api.test_lifecycle import stored_blobs
 from tests.fixtures.clips import make_clip
-from tests.fixtures.core import jpeg_bytes, wait_state
+from tests.fixtures.core import auth, jpeg_bytes, wait_state
+from tests.fixtures.processes import api_processes
 from tests.uploads.helpers import create_two_step, media_record, upload_path
 from tests.uploads.proxy import cutting_proxy
 
@@ -236,3 +238,25 @@ async def test_one_writer_at_a_time(
     await problem(other, 409, "upload-in-progress")
     assert other.headers["Retry-After"] == "1" and other.headers["Tus-Resumable"] == "1.0.0"
     assert first.status == 204 and first.headers["Upload-Offset"] == str(len(data))
+
+
+async def test_resume_against_a_serve_process(settings: Settings, lossless_clip: Path) -> None:
+    """The same, against `python -m ephemeral serve` (the production server settings)."""
+    data = lossless_clip.read_bytes()
+    with api_processes(settings, 1) as (base,):
+        port = int(base.rsplit(":", 1)[1])
+        async with ClientSession() as session:
+            meta = {"recipients": ["bob"], "size": len(data)}
+            async with session.post(f"{base}/v1/media", json=meta, headers=auth(settings)) as r:
+                assert r.status == 201
+                created = await r.json()
+            async with cutting_proxy(port, int(len(data) * 0.4)) as proxy:
+                url = f"http://127.0.0.1:{proxy.port}{upload_path(created)}"
+                with pytest.raises(TusUploadFailed):
+                    await asyncio.to_thread(tus_upload, url, lossless_clip)
+                async with session.head(base + upload_path(created), headers=TUS) as head:
+                    offset = int(head.headers["Upload-Offset"])
+                assert 0 < offset and offset % SEGMENT == 0
+                assert await asyncio.to_thread(tus_upload, url, lossless_clip) == len(data)
+    stored, parts = await original_as_stored(settings, created["id"])
+    assert stored == data and [p.size for p in parts] == [offset, len(data) - offset]
