@@ -13,8 +13,8 @@ def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/v1/config", config.config, allow_head=False)
     r.add_post("/v1/media", create.create, expect_handler=create.expect)
-    r.add_put("/v1/uploads/{upload_token}", uploads.put)
-    r.add_route("PATCH", "/v1/uploads/{upload_token}", tus.patch)
+    r.add_put("/v1/uploads/{upload_token}", uploads.put, expect_handler=uploads.expect)
+    r.add_route("PATCH", "/v1/uploads/{upload_token}", tus.patch, expect_handler=uploads.expect)
     r.add_route("HEAD", "/v1/uploads/{upload_token}", tus.status)
     r.add_route("OPTIONS", "/v1/uploads/{upload_token}", tus.options)
     r.add_delete("/v1/uploads/{upload_token}", tus.terminate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 
 from aiohttp import web
@@ -15,11 +16,12 @@ from ephemeral.handlers.common import json_response, read_small_json
 from ephemeral.handlers.tokens import wrap_caption, wrap_recipients
 from ephemeral.idempotency import Outcome
 from ephemeral.meta import Meta, parse_meta, parse_upload_size
+from ephemeral.middleware import problem
 from ephemeral.services import Services
 from ephemeral.state.media import NewMedia, NewUpload
 from ephemeral.state.records import iso
 from ephemeral.state.views import MEDIA_PREFIX
-from ephemeral.upload_flow import receive, resolve
+from ephemeral.upload_flow import head, receive, resolve
 from ephemeral.web_keys import services
 
 UPLOAD_PATH = "/v1/uploads/"
@@ -118,3 +120,29 @@ async def put(request: web.Request) -> web.Response:
         status=202,
         headers={"Cache-Control": "no-store"},
     )
+
+
+async def expect(request: web.Request) -> web.StreamResponse | None:
+    """Expect: 100-continue on the upload URL: an unknown, used, expired or wrongly sized
+    upload is refused before a phone spends its uplink on the body."""
+    svc = services(request)
+    try:
+        claim = await head(svc, await resolve(svc, request))
+        remaining = claim.size - claim.offset
+        length = request.content_length
+        if remaining <= 0 or (request.method == "PUT" and claim.offset > 0):
+            raise ServiceError(409, "upload-used", "this upload URL has already been used")
+        if request.method == "PUT" and length is not None and length != remaining:
+            raise ServiceError(400, "bad-request", f"the body must be exactly {remaining} bytes")
+        if length is not None and length > remaining:
+            raise upload.too_large(remaining)
+    except ServiceError as exc:
+        if request.method == "PATCH":
+            exc.headers.update({"Tus-Resumable": "1.0.0", "Cache-Control": "no-store"})
+        return problem(exc, os.urandom(8).hex())
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        return problem(ServiceError(417, "bad-request", "unknown Expect"), os.urandom(8).hex())
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the main response has not started yet
+    return None

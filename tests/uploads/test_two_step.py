@@ -199,3 +199,16 @@ async def test_an_idempotent_retry_replays_the_upload_url(
     assert (await again.json())["upload_url"] == (await first.json())["upload_url"]
     other = await client.post("/v1/media", json={**meta, "size": 5}, headers=headers)
     await problem(other, 422, "idempotency-key-reused")
+
+
+async def test_expect_100_continue_refuses_before_the_body(
+    client: TestClient[Any, Any], settings: Settings
+) -> None:
+    photo = jpeg_bytes()
+    created = await create_two_step(client, settings, len(photo))
+    path = upload_path(created)
+    wrong = await client.put(path, data=photo + b"xx", expect100=True)
+    await problem(wrong, 400, "bad-request")
+    assert (await client.put(path, data=photo, expect100=True)).status == 202
+    again = await client.put(path, data=photo, expect100=True)
+    await problem(again, 409, "upload-used")
