@@ -81,6 +81,7 @@ class LimitSettings:
     upload_deadline: float = 600.0
     upload_min_rate: int = 32 * 1024
     upload_rate_window: float = 30.0
+    upload_ttl: int = 86_400  # two-step create: how long the upload URL waits for the bytes
 
 
 @dataclass(frozen=True)

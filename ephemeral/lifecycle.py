@@ -43,6 +43,9 @@ class Lifecycle:
         if result[0] == "stuck":
             await self.fail(media_id, "processing-failed", "processing did not finish in time")
             return "failed"
+        if result[0] == "upload-expired":
+            await self.fail(media_id, "upload-expired", "the upload did not arrive in time")
+            return "failed"
         await self.media.schedule(media_id, result[2], result[3])
         if result[4] == "1":
             await self.jobs.normalise(media_id)

@@ -115,3 +115,18 @@ def parse_meta(raw: Any, limits: LimitSettings, sender: str) -> Meta:
     return Meta(
         recipients, views, expires_in, replay_window, caption, recipient_auth, capture, client_ref
     )
+
+
+def parse_upload_size(raw: Any, limits: LimitSettings) -> tuple[int, FieldErrors]:
+    """`size` of a two-step create: required, 1..the largest kind's cap; the kind's own cap is
+    checked again once the first bytes tell the kind. Problems are returned, to be reported
+    with those of parse_meta."""
+    errors = FieldErrors()
+    largest = max(limits.max_image_bytes, limits.max_video_bytes, limits.max_audio_bytes)
+    value = raw.get("size") if isinstance(raw, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors.add("/size", "size (the upload's byte size) is required for a JSON create")
+        return 0, errors
+    if not 1 <= value <= largest:
+        errors.add("/size", f"size must be between 1 and {largest}")
+    return value, errors

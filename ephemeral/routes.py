@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ephemeral.handlers import config, content, create, events, media, ops, subjects, views
+from ephemeral import tus
+from ephemeral.handlers import (
+    config,
+    content,
+    create,
+    events,
+    media,
+    ops,
+    subjects,
+    uploads,
+    views,
+)
 from ephemeral.viewer import setup_viewer
 from ephemeral.web_keys import SETTINGS
 
@@ -13,6 +24,11 @@ def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/v1/config", config.config, allow_head=False)
     r.add_post("/v1/media", create.create, expect_handler=create.expect)
+    r.add_put("/v1/uploads/{upload_token}", uploads.put, expect_handler=uploads.expect)
+    r.add_route("PATCH", "/v1/uploads/{upload_token}", tus.patch, expect_handler=uploads.expect)
+    r.add_route("HEAD", "/v1/uploads/{upload_token}", tus.status)
+    r.add_route("OPTIONS", "/v1/uploads/{upload_token}", tus.options)
+    r.add_delete("/v1/uploads/{upload_token}", tus.terminate)
     r.add_get("/v1/media", media.list_media, allow_head=False)
     r.add_get("/v1/media/{media_id}", media.status, allow_head=False)
     r.add_get("/v1/media/{media_id}/recipients", media.recipients, allow_head=False)

@@ -19,6 +19,15 @@ class SealedObject:
     stored: int  # ciphertext bytes
 
 
+@dataclass(frozen=True)
+class StoredPart:
+    """One EMS1 object holding plaintext bytes [offset, offset + size) of a larger original."""
+
+    key: str
+    header: str
+    size: int
+
+
 def new_object_key(media_id: str) -> str:
     return f"{media_id}/{random_id(12)}"
 
@@ -57,3 +66,24 @@ class Vault:
         end = min(size, length)
         parts = [chunk async for chunk in self.open(object_key, header, dek, size, 0, end)]
         return b"".join(parts)
+
+    async def open_parts(
+        self, parts: list[StoredPart], dek: bytes, start: int, end: int
+    ) -> AsyncGenerator[bytes, None]:
+        """Plaintext [start, end) of the concatenation of parts (a resumed upload), in order."""
+        offset = 0
+        for part in parts:
+            low, high = max(start, offset), min(end, offset + part.size)
+            if low < high:
+                async with contextlib.aclosing(
+                    self.open(part.key, part.header, dek, part.size, low - offset, high - offset)
+                ) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+            offset += part.size
+
+    async def read_parts(self, parts: list[StoredPart], dek: bytes, length: int) -> bytes:
+        """The first `length` plaintext bytes of the parts (a small original, or a head)."""
+        total = sum(part.size for part in parts)
+        chunks = [chunk async for chunk in self.open_parts(parts, dek, 0, min(total, length))]
+        return b"".join(chunks)

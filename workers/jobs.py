@@ -22,7 +22,8 @@ from ephemeral.media.photo import PhotoLimits, normalise_photo
 from ephemeral.media.sniff import SNIFF_BYTES, sniff
 from ephemeral.services import Services
 from ephemeral.state import typed
-from ephemeral.vault import SealedObject, new_object_key
+from ephemeral.state.uploads import UploadRepo
+from ephemeral.vault import SealedObject, StoredPart, new_object_key
 from storage.base import StorageError
 from workers.timing import timed_processing
 
@@ -96,14 +97,16 @@ async def _normalise(svc: Services, media_id: str, gate: asyncio.Semaphore | Non
         await svc.lifecycle.fail(media_id, "processing-failed", "the key epoch was retired")
         return "failed"
     dek = kc.unwrap(kek, kc.unb64(record["kek"]), kc.kek_context(media_id, int(record["epoch"])))
+    uploads = UploadRepo(svc.redis, svc.scripts, svc.keys, svc.media)
+    parts = await uploads.parts(media_id, record)  # one object, or resumed parts
     out_key = new_object_key(media_id)
     await svc.media.record_object(media_id, out_key)  # before writing: purge will find it
     try:
         if record.get("kind") == "image":
-            output = await _photo(svc, record, dek, out_key)
+            output = await _photo(svc, record, parts, dek, out_key)
         else:
             async with gate or asyncio.Semaphore(1):
-                output = await _av(svc, record, dek, out_key)
+                output = await _av(svc, record, parts, dek, out_key)
     except MediaRejected as exc:
         await svc.lifecycle.fail(media_id, exc.code, exc.detail)
         return "rejected"
@@ -111,10 +114,10 @@ async def _normalise(svc: Services, media_id: str, gate: asyncio.Semaphore | Non
         await svc.lifecycle.fail(media_id, "processing-failed", "the upload is unreadable")
         return "failed"
     if not await svc.media.mark_ready(media_id, output):
-        # Unsent or expired while we worked. A purge that ran meanwhile released the output's
-        # key before the blob existed, so it is deleted here, not left to that purge.
-        await svc.store.delete(output["obj"])
-        await svc.media.release_object(media_id, output["obj"])
+        # Unsent or purged while we worked. A purge that began meanwhile may have listed (and
+        # released) our output before it was written: it is ours to delete.
+        await svc.store.delete(out_key)
+        await svc.media.release_object(media_id, out_key)
         await svc.lifecycle.evaluate(media_id)
         return "refused"
     await _drop_stale_objects(svc, media_id, output["obj"])
@@ -133,10 +136,10 @@ def _published(sealed: SealedObject, **fields: Any) -> dict[str, Any]:
     return {"obj": sealed.key, "hdr": sealed.header, "size": sealed.size, **fields}
 
 
-async def _photo(svc: Services, record: dict[str, str], dek: bytes, out_key: str) -> dict[str, Any]:
-    original = await svc.vault.read_all(
-        record["orig"], record["orig_hdr"], dek, int(record["orig_size"])
-    )
+async def _photo(
+    svc: Services, record: dict[str, str], parts: list[StoredPart], dek: bytes, out_key: str
+) -> dict[str, Any]:
+    original = await svc.vault.read_parts(parts, dek, int(record["orig_size"]))
     output = await normalise_photo(original, photo_limits(svc.settings))
     del original
 
@@ -154,17 +157,17 @@ async def _photo(svc: Services, record: dict[str, str], dek: bytes, out_key: str
     )
 
 
-async def _av(svc: Services, record: dict[str, str], dek: bytes, out_key: str) -> dict[str, Any]:
+async def _av(
+    svc: Services, record: dict[str, str], parts: list[StoredPart], dek: bytes, out_key: str
+) -> dict[str, Any]:
     """Decrypted input streams into the box and the output streams back into the vault: the
     worker never holds a whole video in memory or on disk."""
     size = int(record["orig_size"])
-    head = await svc.vault.read_all_range(
-        record["orig"], record["orig_hdr"], dek, size, SNIFF_BYTES
-    )
+    head = await svc.vault.read_parts(parts, dek, SNIFF_BYTES)
     sniffed = sniff(head)
     if sniffed is None:
         raise MediaRejected("invalid-media", "the upload is not a supported media file")
-    source = svc.vault.open(record["orig"], record["orig_hdr"], dek, size, 0, size)
+    source = svc.vault.open_parts(parts, dek, 0, size)
     async with normalise_av(source, sniffed, av_limits(svc.settings)) as out:
         sealed = await svc.vault.seal(out_key, dek, out.chunks)
         info = out.info

@@ -62,6 +62,7 @@ def describe(settings: Settings) -> dict[str, Any]:
             "upload_rate_window": lim.upload_rate_window,
             "multipart_max_parts": upload.MAX_PARTS,
             "multipart_field_max": upload.FIELD_LIMIT,
+            "upload_ttl": lim.upload_ttl,  # two-step: how long an upload URL waits for bytes
         },
         "output": {
             "image_max_side": lim.max_image_side,

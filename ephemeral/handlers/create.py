@@ -15,12 +15,14 @@ from ephemeral.abuse.http import reports_usage
 from ephemeral.auth import Caller, Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
+from ephemeral.handlers import uploads
+from ephemeral.handlers.tokens import wrap_caption, wrap_recipients
 from ephemeral.idempotency import Outcome
 from ephemeral.meta import Meta
 from ephemeral.middleware import problem
 from ephemeral.ownership import owned_meta
 from ephemeral.services import Services
-from ephemeral.state.media import NewMedia, NewRecipient
+from ephemeral.state.media import NewMedia
 from ephemeral.state.records import iso
 from ephemeral.state.views import MEDIA_PREFIX
 from ephemeral.vault import SealedObject, new_object_key
@@ -33,9 +35,13 @@ def _precheck(request: web.Request, svc: Services) -> Caller:
     caller = svc.auth.caller(request)
     idempotency.parse_key(request.headers.get(idempotency.HEADER))  # a bad key: 422 up front
     ctype = request.content_type
+    if ctype == "application/json":
+        return caller  # the two-step create: its body is a small JSON meta
     if ctype != "multipart/form-data":
         raise ServiceError(
-            415, "unsupported-media-type", "send multipart/form-data with a meta and a file part"
+            415,
+            "unsupported-media-type",
+            "send multipart/form-data with a meta and a file part, or JSON meta (two-step)",
         )
     length = request.content_length
     if length is not None and length > upload.max_body(svc.settings.limits):
@@ -64,6 +70,8 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
 
 @reports_usage
 async def create(request: web.Request) -> web.Response:
+    if request.content_type == "application/json":  # two-step: meta now, the bytes later
+        return await uploads.create_awaiting(request)
     svc = services(request)
     caller = _precheck(request, svc)
     key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
@@ -138,27 +146,8 @@ async def _record(
 ) -> dict[str, Any]:
     """Wrap the DEK per recipient and for the worker, then create the record and indexes."""
     epoch, kek = svc.keyring.current()
-    recipients: list[NewRecipient] = []
-    links: list[dict[str, str]] = []
-    for rid in meta.recipients:
-        lookup, secret = kc.new_token()
-        wrapped = kc.wrap(
-            kc.recipient_wrap_key(secret, media_id, rid), dek, kc.recipient_context(media_id, rid)
-        )
-        recipients.append(
-            NewRecipient(rid, kc.token_verifier(secret, lookup), kc.b64(wrapped), lookup)
-        )
-        token = kc.format_token(lookup, secret)
-        links.append(
-            {
-                "id": rid,
-                "token": token,
-                "url": f"{svc.settings.viewer_base_url}/v/{lookup}#{kc.b64(secret)}",
-            }
-        )
-    caption = ""
-    if meta.caption:
-        caption = kc.b64(kc.wrap(dek, meta.caption.encode(), f"caption\x00{media_id}"))
+    recipients, links = wrap_recipients(svc, meta, media_id, dek)
+    caption = wrap_caption(meta, media_id, dek)
     worker = svc.settings.worker
     created = await svc.media.create(
         NewMedia(

@@ -44,6 +44,14 @@ class Keys:
             self.objects(media_id),
         ]
 
+    def upload_lock(self, media_id: str) -> str:
+        """Held by the one request writing to a two-step upload (a PUT or a tus PATCH)."""
+        return f"{self.tag(media_id)}:ulock"
+
+    def upload_parts(self, media_id: str) -> str:
+        """The stored parts of a two-step upload, in order: "object header size" each."""
+        return f"{self.tag(media_id)}:parts"
+
     def recipient_prefix(self, media_id: str) -> str:
         return f"{self.tag(media_id)}:r:"
 
@@ -63,6 +71,9 @@ class Keys:
 
     def lookup(self, lookup: str) -> str:
         return f"{self.prefix}:lookup:{lookup}"
+
+    def upload_lookup(self, lookup: str) -> str:
+        return f"{self.prefix}:upload:{lookup}"
 
     def owner_media(self, tenant: str, sender: str) -> str:
         return f"{self.prefix}:owner:{tenant}:{sender}:media"

@@ -46,12 +46,23 @@ class NewMedia:
     kek: str
     epoch: int
     recipients: list[NewRecipient]
+    upload: NewUpload | None = None  # two-step create: the bytes come later, to an upload URL
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    lookup: str
+    vf: str  # verifier of the upload secret
+    wk: str  # the DEK wrapped under a key derived from the upload secret (base64url)
+    size: int  # the byte size announced at create
+    ttl_ms: int
 
 
 @dataclass(frozen=True)
 class Created:
     created_ms: int
     expires_ms: int
+    upload_expires_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,14 @@ class MediaRepo:
         spec["recipients"] = [
             {"id": r.id, "vf": r.vf, "wk": r.wk, "lk": r.lookup} for r in new.recipients
         ]
+        spec.pop("upload")
+        if new.upload is not None:  # the lookup stays out of the record: only its index has it
+            spec["upload"] = {
+                "vf": new.upload.vf,
+                "wk": new.upload.wk,
+                "size": new.upload.size,
+                "ttl_ms": new.upload.ttl_ms,
+            }
         spec.update(
             lease_max=self.lease_max,
             receipts_ttl=self.receipts_ttl,
@@ -136,6 +155,8 @@ class MediaRepo:
         async with self.redis.pipeline(transaction=False) as pipe:
             for r in new.recipients:
                 pipe.set(k.lookup(r.lookup), f"{new.id} {r.id}", px=keep_ms)
+            if new.upload is not None:
+                pipe.set(k.upload_lookup(new.upload.lookup), new.id, px=keep_ms)
             owner = k.owner_media(new.tenant, new.sender)
             pipe.zadd(owner, {new.id: created_ms})
             pipe.pexpire(owner, keep_ms, gt=True)
@@ -146,7 +167,8 @@ class MediaRepo:
                 pipe.pexpire(received, keep_ms, gt=True)
                 pipe.pexpire(received, keep_ms, nx=True)
             await pipe.execute()
-        return Created(created_ms, expires_ms)
+        upload_ms = int(result[5]) if len(result) > 5 and result[5] else None
+        return Created(created_ms, expires_ms, upload_ms)
 
     async def schedule(self, media_id: str, due: str | int, version: str | int) -> None:
         shard = self.keys.live_shard(media_id)

@@ -35,6 +35,8 @@ NAMES = (
     "idem_release",
     "idem_tombstone",
     "idem_link",
+    "upload_claim",
+    "upload_commit",
 )
 
 

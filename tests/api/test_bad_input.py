@@ -114,8 +114,11 @@ async def test_part_order_and_shape_are_400(
         client, settings, b"--nope\r\n\r\n", **{"Content-Type": "multipart/form-data; boundary=b"}
     )
     assert garbage.status == 400
+    # A JSON body is the two-step create, which needs the upload's size up front.
     json_body = await client.post("/v1/media", json={"recipients": ["bob"]}, headers=auth(settings))
-    await problem(json_body, 415, "unsupported-media-type")
+    await problem(json_body, 422, "invalid-field")
+    text_body = await post(client, settings, b"hello", **{"Content-Type": "text/plain"})
+    await problem(text_body, 415, "unsupported-media-type")
     assert stored_blobs(settings) == [] and await leftovers(redis, settings) == []
 
 

@@ -38,6 +38,7 @@ async def test_config_publishes_every_default_with_its_configured_value(
     assert body["limits"]["upload_deadline"] == lim.upload_deadline
     assert body["limits"]["upload_min_rate"] == 32 * 1024
     assert body["limits"]["upload_rate_window"] == 30
+    assert body["limits"]["upload_ttl"] == 86_400
     assert body["processing"] == {"job_timeout": settings.worker.job_timeout, "max_tries": 3}
     assert body["limits"]["max_duration"] == {"video": 60, "audio": 60}
     assert body["output"] == {"image_max_side": 4096, "allow_remux": False}

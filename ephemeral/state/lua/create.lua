@@ -29,11 +29,21 @@ for _, r in ipairs(spec.recipients) do
   end
 end
 if #ids > 0 then redis.call('RPUSH', rcpts, unpack(ids)) end
-redis.call('ZADD', timers, expires, 'exp', hard, 'hard', processing_deadline, 'proc',
-  now + spec.requeue_ms, 'job')
+local upload_deadline = ''
+if type(spec.upload) == 'table' then
+  -- Two-step create: no job until the bytes arrive; at the upload deadline the media fails.
+  local u = spec.upload
+  upload_deadline = math.min(now + u.ttl_ms, expires)
+  redis.call('HSET', mkey, 'uvf', u.vf, 'uwk', u.wk, 'usize', tostring(u.size),
+    'uexp', tostring(upload_deadline), 'uoff', '0')
+  redis.call('ZADD', timers, expires, 'exp', hard, 'hard', upload_deadline, 'upl')
+else
+  redis.call('ZADD', timers, expires, 'exp', hard, 'hard', processing_deadline, 'proc',
+    now + spec.requeue_ms, 'job')
+end
 if spec.orig ~= '' then redis.call('SADD', objects, spec.orig) end
 for _, k in ipairs({mkey, rcpts, timers, objects}) do
   redis.call('PEXPIREAT', k, hard + spec.receipts_ttl * 1000)
 end
 local due = schedule(mkey, timers)
-return {'ok', tostring(now), tostring(expires), due[1], due[2]}
+return {'ok', tostring(now), tostring(expires), due[1], due[2], tostring(upload_deadline)}

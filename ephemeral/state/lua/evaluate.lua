@@ -1,6 +1,7 @@
 -- Re-evaluate a media's due deadlines (the sweeper and purge jobs). KEYS: media, rcpts,
 -- timers, outbox, objects. ARGV: rprefix, lprefix, requeue_ms.
--- Returns {'gone'} when the record no longer exists, else {'ok', purge_due, due, ver, requeue}.
+-- Returns {'gone'} when the record no longer exists, {'stuck'} or {'upload-expired'} when the
+-- media must fail, else {'ok', purge_due, due, ver, requeue}.
 local mkey, rcpts, timers, outbox, objects = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local rprefix, lprefix, requeue_ms = ARGV[1], ARGV[2], num(ARGV[3])
 if redis.call('EXISTS', mkey) == 0 then return {'gone'} end
@@ -40,6 +41,11 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', timers, '-inf', now)) do
   elseif kind == 'proc' then
     if state == 'processing' or state == 'awaiting_upload' then
       return {'stuck'}
+    end
+  elseif kind == 'upl' then
+    -- A two-step create whose bytes never (fully) arrived: it fails, and is purged.
+    if state == 'awaiting_upload' then
+      return {'upload-expired'}
     end
   elseif kind == 'hard' or kind == 'purge' then
     hard_due = true

@@ -15,7 +15,7 @@ for _, rid in ipairs(redis.call('LRANGE', rcpts, 0, -1)) do
 end
 redis.call('HSET', mkey, 'state', 'failed', 'error', code, 'error_detail', detail,
   'failed_at', tostring(now))
-redis.call('HDEL', mkey, 'kek', 'epoch')
+redis.call('HDEL', mkey, 'kek', 'epoch', 'uwk')
 redis.call('ZREM', timers, 'proc', 'job')
 emit(mkey, outbox, 'media.failed', '', 'failed', 0, '', now)
 local due = schedule(mkey, timers)

@@ -3,6 +3,8 @@
 local mkey, timers, outbox = KEYS[1], KEYS[2], KEYS[3]
 local out = cjson.decode(ARGV[1])
 if redis.call('HGET', mkey, 'state') ~= 'processing' then return {'refused'} end
+-- A purge has begun (it may already have listed the objects): the output must not be published.
+if redis.call('HGET', mkey, 'purging') == '1' then return {'refused'} end
 local now = now_ms()
 redis.call('HSET', mkey, 'state', 'ready', 'obj', out.obj, 'hdr', out.hdr,
   'size', tostring(out.size), 'mime', out.mime, 'kind', out.kind,

@@ -16,7 +16,7 @@ for _, rid in ipairs(redis.call('LRANGE', rcpts, 0, -1)) do
     redis.call('HINCRBY', mkey, 'done', 1)
   end
 end
-redis.call('HDEL', mkey, 'kek', 'epoch', 'caption')
+redis.call('HDEL', mkey, 'kek', 'epoch', 'caption', 'uwk')  -- uwk: a two-step upload's key
 redis.call('HSET', mkey, 'purging', '1')
 redis.call('HSETNX', mkey, 'pdue', tostring(now))  -- unsend, failure: due from now
 redis.call('ZADD', timers, now + retry_ms, 'purge')

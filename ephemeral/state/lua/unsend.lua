@@ -22,7 +22,7 @@ for _, rid in ipairs(redis.call('LRANGE', rcpts, 0, -1)) do
   maybe_done(mkey, rkey, lprefix, now)
 end
 redis.call('HSET', mkey, 'state', 'revoked', 'revoked_at', tostring(now))
-redis.call('HDEL', mkey, 'kek', 'epoch')
+redis.call('HDEL', mkey, 'kek', 'epoch', 'uwk')
 emit(mkey, outbox, 'media.revoked', '', 'revoked', 0, '', now)
 local due = schedule(mkey, timers)
 return {'ok', '1', due[1], due[2]}
