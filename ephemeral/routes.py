@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ephemeral import openapi
 from ephemeral.handlers import content, create, events, media, ops, views
 from ephemeral.viewer import setup_viewer
 
@@ -27,4 +28,6 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete("/v1/views/{view_id}", views.close)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
+    r.add_get("/openapi.json", openapi.openapi_json)
+    r.add_get("/docs", openapi.docs_page)
     setup_viewer(app)
