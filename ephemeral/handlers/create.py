@@ -59,7 +59,10 @@ async def create(request: web.Request) -> web.Response:
     sender = _precheck(request, svc)
     limits = svc.settings.limits
     guard = upload.RateGuard(limits)
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except (KeyError, ValueError):  # no boundary parameter, or one over 70 characters
+        raise ServiceError(400, "bad-request", "multipart/form-data needs a boundary") from None
     meta = parse_meta(await upload.read_meta(reader, guard), limits, sender.id)
     part = await upload.find_file(reader, guard)
     incoming = await upload.open_file(part, limits, guard)

@@ -220,3 +220,15 @@ async def test_expect_100_continue_is_answered_with_the_error(
         assert head.startswith(b"HTTP/1.1 401") and b"WWW-Authenticate" in head
     finally:
         writer.close()
+
+
+async def test_multipart_without_a_usable_boundary_is_400(
+    client: TestClient[Any, Any], settings: Settings, redis: Redis
+) -> None:
+    """Found by schemathesis: a Content-Type with no boundary was a 500."""
+    body = b'{"recipients": ["bob"]}'
+    for ctype in ("multipart/form-data", "multipart/form-data; boundary=" + "b" * 71):
+        await problem(
+            await post(client, settings, body, **{"Content-Type": ctype}), 400, "bad-request"
+        )
+    assert stored_blobs(settings) == [] and await leftovers(redis, settings) == []
