@@ -22,6 +22,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -30,6 +32,7 @@ from ephemeral.app import create_app
 from ephemeral.config import Settings
 from ephemeral.embedded_redis import EmbeddedRedis
 from ephemeral.openapi import SPEC
+from ephemeral.openapi.docs import resolve
 from ephemeral.viewer.page import HASHED
 from tests.fixtures.core import auth, jpeg_bytes, make_settings
 from tests.fixtures.processes import api_processes
@@ -68,16 +71,26 @@ def test_fuzzed_requests_get_documented_answers(case: schemathesis.Case[Any], li
     case.call_and_validate(
         base_url=url,
         headers=auth(config, "fuzz-sender"),
-        checks=[not_a_server_error, status_code_conformance, response_schema_conformance],
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_headers_conformance,
+            response_schema_conformance,
+        ],
         timeout=10,
     )
 
 
 def conforms(response: requests.Response, method: str, path: str, status: int) -> requests.Response:
-    """The expected status, documented for this operation, with a body its schema accepts."""
+    """The expected status, documented for this operation, its required headers, and a body
+    its schema accepts."""
     assert response.status_code == status, response.text
     responses = SPEC["paths"][path][method.lower()]["responses"]
     assert str(status) in responses, f"{method} {path} answered an undocumented {status}"
+    for name, header in resolve(SPEC, responses[str(status)]).get("headers", {}).items():
+        if resolve(SPEC, header).get("required"):
+            assert name in response.headers, f"{method} {path} {status} lacks {name}"
     SCHEMA[path][method].validate_response(response)
     return response
 
