@@ -65,6 +65,9 @@ def type_label(schema: dict[str, Any] | None) -> str:
     if "$ref" in schema:
         name = escape(ref_name(schema["$ref"]))
         return f'<a href="#schema-{name}">{name}</a>'
+    alternatives = schema.get("anyOf") or schema.get("oneOf")
+    if alternatives:
+        return " | ".join(type_label(part) for part in alternatives)
     if "allOf" in schema:
         return " &amp; ".join(type_label(part) for part in schema["allOf"] if part.get("$ref"))
     if "const" in schema:
