@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from ephemeral.app import create_app
 from ephemeral.config import Settings
+from ephemeral.events import envelope
 from ephemeral.openapi import SPEC, load_spec
 from tests.fixtures.core import AppClient
 
@@ -181,3 +183,27 @@ async def test_docs_page_is_self_contained(make_client: AppClient, settings: Set
         assert f'id="schema-{name}"' in html
     cached = await client.get("/docs", headers={"If-None-Match": response.headers["ETag"]})
     assert cached.status == 304
+
+
+def webhook_validator(event_type: str) -> OAS31Validator:
+    body = SPEC["webhooks"][event_type]["post"]["requestBody"]["content"]["application/json"]
+    return OAS31Validator({**body["schema"], "components": SPEC["components"]})
+
+
+def test_every_event_envelope_the_app_builds_matches_its_webhook() -> None:
+    media = {"tenant": "default", "sender": "alice", "client_ref": "msg-7"}
+    for event_type in SPEC["webhooks"]:
+        entry = {"type": event_type, "ts": "1795680000000", "seq": "4", "counts": '{"sent": 1}'}
+        if event_type.startswith("recipient."):
+            entry.update(recipient="bob", status="opened", views_left="1", device="phone")
+        entry["detail"] = {"recipient.screenshot": "recording", "recipient.reported": "spam"}.get(
+            event_type, ""
+        )
+        event = envelope("m_abc", media, entry)
+        errors = [e.message for e in webhook_validator(event_type).iter_errors(event)]
+        assert errors == [], (event_type, errors)
+    # The schemas do tell events apart: a screenshot without its kind is refused.
+    screenshot = envelope("m_abc", media, {"type": "recipient.screenshot", "ts": "1", "seq": "1"})
+    del screenshot["data"]["kind"]
+    assert not webhook_validator("recipient.screenshot").is_valid(screenshot)
+    assert not webhook_validator("media.ready").is_valid({**screenshot, "type": "media.purged"})

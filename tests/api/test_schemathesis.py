@@ -21,6 +21,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
+from openapi_schema_validator import OAS31Validator
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -106,6 +107,25 @@ def wait_ready(url: str, headers: dict[str, str], media_id: str) -> None:
     raise AssertionError("the media never became ready")
 
 
+def sender_events(url: str, headers: dict[str, str], until: str) -> Iterator[dict[str, Any]]:
+    """Replays the caller's event stream from its start, up to the first `until` event."""
+    stream = requests.get(
+        f"{url}/v1/events?last_event_id=0-0", headers=headers, stream=True, timeout=10
+    )
+    # Not conforms(): schemathesis would read the endless body; each event is validated below.
+    assert stream.status_code == 200
+    assert stream.headers["Content-Type"].startswith("text/event-stream")
+    event = OAS31Validator({"$ref": "#/components/schemas/Event", "components": SPEC["components"]})
+    with stream:
+        for line in stream.iter_lines(chunk_size=1, decode_unicode=True):  # SSE: no buffering
+            if line.startswith("data:"):
+                data = json.loads(line.removeprefix("data:"))
+                event.validate(data)
+                yield data
+                if data["type"] == until:
+                    return
+
+
 def test_every_success_path_matches_the_spec(live: Live) -> None:
     url, config = live
     sender = auth(config, "walker")
@@ -184,6 +204,12 @@ def test_every_success_path_matches_the_spec(live: Live) -> None:
     assert conforms(gone, "POST", "/v1/views", 410).json()["code"] == "revoked"
     unsend = requests.delete(f"{url}/v1/media/{media_id}", headers=sender, timeout=5)
     conforms(unsend, "DELETE", "/v1/media/{media_id}", 204)
+
+    # The same walk, as the sender's Server-Sent Events: each one is the spec's Event.
+    seen = [event["type"] for event in sender_events(url, sender, until="media.revoked")]
+    assert {"media.ready", "recipient.delivered", "recipient.opened"} <= set(seen)
+    assert {"recipient.screenshot", "recipient.revoked"} <= set(seen)
+    assert "recipient.reported" not in seen  # for the backend only
 
     lookup = bob.split(".")[0]
     for path, template in (
