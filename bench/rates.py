@@ -14,6 +14,7 @@ from bench import rates_photo, rates_purge
 from bench.flows import CONCURRENCY, RATE_BATCH, Api, small_jpeg
 from bench.harness import REPEATS, Figure
 from bench.rates_common import bearer, serve
+from ephemeral.crypto import keys as kc
 from ephemeral.embedded_redis import EmbeddedRedis
 
 GROUP = 250
@@ -44,6 +45,20 @@ async def _make_tokens(url: str, bearer_token: str, count: int) -> list[str]:
         return [r["token"] for body in created for r in body["recipients"]]
 
 
+def recipient_keys_seconds(count: int = GROUP) -> float:
+    """The key work a create does per recipient (token, verifier, wrap key, DEK wrap), for
+    `count` recipients in this process: the floor under the group upload's extra cost."""
+    dek, media_id = kc.new_dek(), "m_" + kc.random_id(16)
+    started = time.perf_counter()
+    for index in range(count):
+        rid = f"g{index}"
+        lookup, secret = kc.new_token()
+        kc.token_verifier(secret, lookup)
+        wrap_key = kc.recipient_wrap_key(secret, media_id, rid)
+        kc.wrap(wrap_key, dek, kc.recipient_context(media_id, rid))
+    return time.perf_counter() - started
+
+
 async def _upload_seconds(api: Api, recipients: int, data: bytes) -> float:
     started = time.perf_counter()
     await api.create([f"g{i}" for i in range(recipients)], data)
@@ -55,6 +70,7 @@ async def _api_figures(urls: list[str], bearer_token: str, pool: list[str]) -> d
     one = Figure("redeem rate, one API process", "views/s")
     g250 = Figure(f"group upload, {GROUP} recipients (small photo, to the 202)", "s")
     g1 = Figure("group upload, 1 recipient (small photo, to the 202)", "s")
+    floor = Figure(f"key work for {GROUP} recipients alone (token, 2 HKDF, AES-GCM wrap)", "s")
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
     async with aiohttp.ClientSession(connector=connector) as session:
         apis = [Api(url, session, bearer_token) for url in urls]
@@ -68,10 +84,18 @@ async def _api_figures(urls: list[str], bearer_token: str, pool: list[str]) -> d
         for index in range(REPEATS + 1):
             many = await _upload_seconds(apis[0], GROUP, data)
             single = await _upload_seconds(apis[0], 1, data)
+            keys = recipient_keys_seconds()
             if index:
                 g250.samples.append(many)
                 g1.samples.append(single)
-    return {"redeem_two_procs": two, "redeem_one_proc": one, "group_250": g250, "group_1": g1}
+                floor.samples.append(keys)
+    return {
+        "redeem_two_procs": two,
+        "redeem_one_proc": one,
+        "group_250": g250,
+        "group_1": g1,
+        "group_key_floor": floor,
+    }
 
 
 async def _measure_api(work: Path) -> dict[str, Figure]:

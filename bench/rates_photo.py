@@ -15,13 +15,14 @@ from ephemeral.media.photo import PhotoLimits, normalise_photo
 
 WIDTH, HEIGHT = 4000, 3000
 
-# The baseline: what a service with no hardening at all would do to the same bytes.
+# The baseline: what a service with no hardening at all would do to the same bytes, with the same
+# encoder settings as ours (quality, Huffman optimisation), so the ratio is our pipeline's cost.
 PLAIN_PILLOW = (
     "import io, sys\n"
     "from PIL import Image, ImageOps\n"
     "im = ImageOps.exif_transpose(Image.open(io.BytesIO(sys.stdin.buffer.read())))\n"
     "out = io.BytesIO()\n"
-    "im.save(out, 'JPEG', quality={quality})\n"
+    "im.save(out, 'JPEG', quality={quality}, optimize=True)\n"
     "sys.stdout.buffer.write(out.getvalue())\n"
 )
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from bench.harness import REPEATS as HARNESS_REPEATS
 from bench.harness import Figure
 from ephemeral.media.av import AvLimits, normalise_av
 from ephemeral.media.av_args import EncodeOptions, OutputBounds, encode_argv, finalise_argv
@@ -18,7 +19,7 @@ from ephemeral.media.av_child import Deadline, probe
 from ephemeral.media.probe import check_input
 from ephemeral.media.sniff import sniff
 
-REPEATS = int(os.environ.get("BENCH_TRANSCODE_REPEATS", "3"))
+REPEATS = int(os.environ.get("BENCH_TRANSCODE_REPEATS", str(HARNESS_REPEATS)))
 SECONDS = 30
 
 

@@ -139,6 +139,15 @@ class EventSettings:
 
 
 @dataclass(frozen=True)
+class IdempotencySettings:
+    # The server secret behind Idempotency-Key records: from here (>= 32 characters), else a
+    # 0600 file in the keyring dir, generated (O_EXCL) when absent. API processes that do not
+    # share the keyring dir must all be given the same pepper.
+    pepper: str | None = None
+    ttl: int = 86_400  # records (and tombstones) live this long after the first request
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
@@ -157,6 +166,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
 
     @property
     def base_url(self) -> str:
@@ -298,6 +308,10 @@ def validate(s: Settings) -> None:
     for secret in s.webhooks.secret_list:
         if not secret.startswith("whsec_"):
             raise ConfigError("setting webhooks.secrets: each secret is a whsec_... value")
+    if s.idempotency.pepper is not None and len(s.idempotency.pepper) < 32:
+        raise ConfigError("setting idempotency.pepper: needs at least 32 characters")
+    if s.idempotency.ttl < 60:
+        raise ConfigError("setting idempotency.ttl: must be >= 60 seconds")
     if not 0 <= s.auth.leeway <= 60:
         raise ConfigError("setting auth.leeway: must be 0..60 seconds")
     if not 60 <= s.auth.max_lifetime <= 3600:

@@ -8,6 +8,7 @@ import time
 
 from ephemeral.jobs import Jobs
 from ephemeral.state import typed
+from ephemeral.state.idempotency import tombstone
 from ephemeral.state.media import MediaRepo
 from storage.base import StorageError, Store
 
@@ -70,6 +71,8 @@ class Lifecycle:
         # Ordered steps across slots: bring the sweeper back soon *before* destroying keys,
         # so a crash anywhere after this still ends in a finished purge.
         await self.media.retry_later(media_id, int(time.time() * 1000) + RETRY_LATER_MS)
+        # Then no replay of the create may hand out tokens again (API.md, Idempotency-Key).
+        await tombstone(self.media.redis, self.scripts, self.keys, media_id)
         k = self.keys
         begun = await self.scripts.run(
             "purge_begin",

@@ -5,12 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from ephemeral import openapi
-from ephemeral.handlers import content, create, events, media, ops, views
+from ephemeral.handlers import config, content, create, events, media, ops, views
 from ephemeral.viewer import setup_viewer
 
 
 def setup_routes(app: web.Application) -> None:
     r = app.router
+    r.add_get("/v1/config", config.config, allow_head=False)
     r.add_post("/v1/media", create.create, expect_handler=create.expect)
     r.add_get("/v1/media", media.list_media, allow_head=False)
     r.add_get("/v1/media/{media_id}", media.status, allow_head=False)

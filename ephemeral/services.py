@@ -14,8 +14,10 @@ from ephemeral.config import Settings
 from ephemeral.crypto.ems1 import READ_CHUNK
 from ephemeral.crypto.keyring import Keyring
 from ephemeral.durability import check_durability
+from ephemeral.idempotency import Idempotency, load_pepper
 from ephemeral.jobs import Jobs, arq_pool
 from ephemeral.lifecycle import Lifecycle
+from ephemeral.state.idempotency import IdempotencyRecords
 from ephemeral.state.keys import Keys
 from ephemeral.state.media import MediaRepo
 from ephemeral.state.scripts import Scripts
@@ -39,6 +41,7 @@ class Services:
     auth: Authenticator
     jobs: Jobs
     arq: ArqRedis
+    idempotency: Idempotency
 
 
 async def open_store(settings: Settings) -> Store:
@@ -68,6 +71,7 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
     if not url:
         raise RuntimeError("redis.url must be set (the CLI starts the embedded server)")
     jwt_key = load_key(settings, generate=embedded)  # before connecting: fail fast on config
+    pepper = load_pepper(settings)
     redis = Redis.from_url(url, decode_responses=True, health_check_interval=30)
     arq = arq_pool(url, Keys(settings.redis.prefix).queue())
     store: Store | None = None
@@ -93,6 +97,13 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
             auth=Authenticator(settings, jwt_key),
             jobs=jobs,
             arq=arq,
+            idempotency=Idempotency(
+                IdempotencyRecords(redis, scripts, keys),
+                media,
+                pepper,
+                settings.idempotency.ttl,
+                settings.limits.upload_deadline + 60,
+            ),
         )
     finally:
         if store is not None:

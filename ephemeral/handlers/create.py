@@ -7,14 +7,14 @@ import logging
 import os
 from typing import Any
 
-from aiohttp import web
+from aiohttp import MultipartReader, web
 from redis.exceptions import RedisError
 
-from ephemeral import upload
+from ephemeral import idempotency, upload
 from ephemeral.auth import Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
-from ephemeral.handlers.common import json_response
+from ephemeral.idempotency import Outcome
 from ephemeral.meta import Meta, parse_meta
 from ephemeral.middleware import problem
 from ephemeral.services import Services
@@ -29,6 +29,7 @@ log = logging.getLogger("ephemeral.create")
 
 def _precheck(request: web.Request, svc: Services) -> Sender:
     sender = svc.auth.sender(request)
+    idempotency.parse_key(request.headers.get(idempotency.HEADER))  # a bad key: 422 up front
     ctype = request.content_type
     if ctype != "multipart/form-data":
         raise ServiceError(
@@ -57,6 +58,7 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
 async def create(request: web.Request) -> web.Response:
     svc = services(request)
     sender = _precheck(request, svc)
+    key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     limits = svc.settings.limits
     guard = upload.RateGuard(limits)
     try:
@@ -64,6 +66,24 @@ async def create(request: web.Request) -> web.Response:
     except (KeyError, ValueError):  # no boundary parameter, or one over 70 characters
         raise ServiceError(400, "bad-request", "multipart/form-data needs a boundary") from None
     meta = parse_meta(await upload.read_meta(reader, guard), limits, sender.id)
+
+    async def produce() -> Outcome:
+        return await _upload(svc, sender, meta, reader, guard)
+
+    # The key is claimed after the meta is read and before a byte of the file: a retry while
+    # this upload streams gets 409, and the fingerprint covers the meta only (not the file).
+    material = idempotency.fingerprint_material("multipart", meta)
+    return await svc.idempotency.run((sender.tenant, sender.id), key, material, produce)
+
+
+async def _upload(
+    svc: Services,
+    sender: Sender,
+    meta: Meta,
+    reader: MultipartReader,
+    guard: upload.RateGuard,
+) -> Outcome:
+    limits = svc.settings.limits
     part = await upload.find_file(reader, guard)
     incoming = await upload.open_file(part, limits, guard)
 
@@ -82,11 +102,8 @@ async def create(request: web.Request) -> web.Response:
         await svc.jobs.normalise(media_id)
     except RedisError as exc:  # the record exists: the sweeper enqueues it again, idempotently
         log.warning("enqueue failed, the sweeper will retry: %s", type(exc).__name__)
-    return json_response(
-        body,
-        status=202,
-        headers={"Location": f"/v1/media/{media_id}", "Cache-Control": "no-store"},
-    )
+    headers = {"Location": f"/v1/media/{media_id}", "Cache-Control": "no-store"}
+    return Outcome(202, body, headers, media_id)
 
 
 async def _discard(svc: Services, media_id: str, object_key: str) -> None:

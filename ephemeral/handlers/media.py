@@ -11,16 +11,26 @@ from ephemeral.auth import Sender
 from ephemeral.errors import ServiceError, not_found
 from ephemeral.handlers.common import json_response
 from ephemeral.services import Services
-from ephemeral.state.media import MediaRecord
+from ephemeral.state.media import (
+    RECIPIENT_PAGE_MAX,
+    MediaRecord,
+    decode_cursor,
+    encode_cursor,
+)
 from ephemeral.state.records import STATUSES, render_media, render_recipient
 from ephemeral.web_keys import services
 
 
 async def _owned(
-    svc: Services, sender: Sender, media_id: str, cursor: str | None = None, recipients: bool = True
+    svc: Services,
+    sender: Sender,
+    media_id: str,
+    cursor: str | None = None,
+    recipients: bool = True,
+    limit: int = RECIPIENT_PAGE_MAX,
 ) -> MediaRecord:
     """A media that is not the caller's is a 404, never a 403: existence is not disclosed."""
-    record = await svc.media.get(media_id, cursor=cursor, with_recipients=recipients)
+    record = await svc.media.get(media_id, cursor=cursor, with_recipients=recipients, limit=limit)
     if record is None or record.owner != (sender.tenant, sender.id):
         raise not_found("no such media")
     return record
@@ -50,7 +60,25 @@ async def status(request: web.Request) -> web.Response:
     return _conditional(request, body, _etag(record, request.query_string))
 
 
+def _limit(request: web.Request, default: int) -> int:
+    try:
+        limit = int(request.query.get("limit", str(default)))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= RECIPIENT_PAGE_MAX:
+        detail = f"limit is 1..{RECIPIENT_PAGE_MAX}"
+        raise ServiceError(
+            422,
+            "invalid-field",
+            detail,
+            errors=[{"pointer": "/limit", "code": "invalid-field", "detail": detail}],
+        )
+    return limit
+
+
 async def recipients(request: web.Request) -> web.Response:
+    """A page of up to `limit` members; with `status`, the scan goes on until the page is full,
+    and the cursor points just past the last member returned (offsets in the member list)."""
     svc = services(request)
     sender = svc.auth.sender(request)
     wanted = request.query.get("status")
@@ -61,14 +89,31 @@ async def recipients(request: web.Request) -> web.Response:
             "unknown status filter",
             errors=[{"pointer": "/status", "code": "invalid-field", "detail": "unknown status"}],
         )
-    record = await _owned(
-        svc, sender, request.match_info["media_id"], cursor=request.query.get("cursor")
-    )
-    rows = [render_recipient(rid, r) for rid, r in record.recipients]
-    if wanted:
-        rows = [row for row in rows if row["status"] == wanted]
-    body = {"recipients": rows, "next_cursor": record.next_cursor}
-    return _conditional(request, body, _etag(record, request.query_string))
+    limit = _limit(request, RECIPIENT_PAGE_MAX)
+    decoded = decode_cursor(request.query.get("cursor") or "") or "0"
+    start = int(decoded) if decoded.isdigit() else 0
+    media_id = request.match_info["media_id"]
+    first: MediaRecord | None = None
+    rows: list[dict[str, Any]] = []
+    next_start: int | None = start
+    while next_start is not None and len(rows) < limit:
+        size = limit if wanted is None else RECIPIENT_PAGE_MAX
+        page = await _owned(svc, sender, media_id, encode_cursor(str(next_start)), limit=size)
+        first = first or page
+        taken = 0
+        for rid, r in page.recipients:
+            taken += 1
+            row = render_recipient(rid, r)
+            if wanted is None or row["status"] == wanted:
+                rows.append(row)
+                if len(rows) == limit:
+                    break
+        more = page.next_cursor is not None or taken < len(page.recipients)
+        next_start = next_start + taken if more else None
+    assert first is not None  # the loop runs at least once
+    cursor = encode_cursor(str(next_start)) if next_start is not None else None
+    body = {"recipients": rows, "next_cursor": cursor}
+    return _conditional(request, body, _etag(first, request.query_string))
 
 
 async def list_media(request: web.Request) -> web.Response:

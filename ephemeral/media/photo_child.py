@@ -106,16 +106,22 @@ def shrink(im: Image.Image, max_side: int) -> Image.Image:
 
 
 def encode(im: Image.Image, quality: int) -> tuple[str, bytes]:
-    """JPEG, or PNG when some pixel is not fully opaque; from a brand-new image, so no EXIF,
-    XMP, ICC, IPTC or comment of the input can ride along."""
+    """JPEG, or PNG when some pixel is not fully opaque, with nothing of the input's metadata.
+
+    Pillow's encoders write only what they are given plus a few keys of `im.info` (the JPEG
+    comment, the PNG ICC profile and transparency); emptying `info` leaves them nothing to carry,
+    without the full-size copy a brand-new image would cost. The privacy tests check the output.
+    Baseline, not progressive: the viewer shows a photo only once it has all of it (a `blob:`
+    URL), so progressive scans would buy nothing and cost several times the encode.
+    """
     if im.mode == "RGBA" and im.getchannel("A").getextrema()[0] == 255:
         im = im.convert("RGB")  # an alpha channel nobody uses
-    clean = Image.frombytes(im.mode, im.size, im.tobytes())
+    im.info = {}
     out = io.BytesIO()
-    if clean.mode == "RGBA":
-        clean.save(out, format="PNG")
+    if im.mode == "RGBA":
+        im.save(out, format="PNG")
         return "image/png", out.getvalue()
-    clean.save(out, format="JPEG", quality=quality, optimize=True, progressive=True)
+    im.save(out, format="JPEG", quality=quality, optimize=True)
     return "image/jpeg", out.getvalue()
 
 

@@ -89,6 +89,11 @@ class Keys:
     def tenant_events(self, tenant: str) -> str:
         return f"{self.prefix}:events:{tenant}:all"
 
+    def idempotency(self, digest: str) -> str:
+        """An Idempotency-Key's record, named by HMAC(pepper, tenant, sender, key): the raw key
+        never appears in Redis."""
+        return f"{self.prefix}:idem:{digest}"
+
     def event_ticket(self, digest: str) -> str:
         return f"{self.prefix}:ticket:{digest}"
 

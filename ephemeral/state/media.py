@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from redis.asyncio import Redis
 
 from ephemeral.state import typed
+from ephemeral.state.idempotency import tombstone
 from ephemeral.state.keys import LIVE_SHARDS, Keys
 from ephemeral.state.scripts import Scripts
 
@@ -104,7 +105,8 @@ class MediaRepo:
 
     async def create(self, new: NewMedia, processing_ms: int, requeue_ms: int) -> Created:
         k = self.keys
-        spec: dict[str, Any] = asdict(new)
+        # Shallow on purpose: asdict() would deep-copy every recipient only to be replaced here.
+        spec: dict[str, Any] = {f.name: getattr(new, f.name) for f in fields(new)}
         spec["recipients"] = [{"id": r.id, "vf": r.vf, "wk": r.wk} for r in new.recipients]
         spec.update(
             lease_max=self.lease_max,
@@ -177,7 +179,11 @@ class MediaRepo:
         return found
 
     async def get(
-        self, media_id: str, cursor: str | None = None, with_recipients: bool = True
+        self,
+        media_id: str,
+        cursor: str | None = None,
+        with_recipients: bool = True,
+        limit: int = RECIPIENT_PAGE_MAX,
     ) -> MediaRecord | None:
         media = await typed.hgetall(self.redis, self.keys.media(media_id))
         if not media:
@@ -189,12 +195,13 @@ class MediaRepo:
             if cursor:
                 decoded = decode_cursor(cursor)
                 start = int(decoded) if decoded and decoded.isdigit() else 0
+            page = max(1, min(limit, RECIPIENT_PAGE_MAX))
             ids = await typed.lrange(
-                self.redis, self.keys.recipients(media_id), start, start + RECIPIENT_PAGE_MAX
+                self.redis, self.keys.recipients(media_id), start, start + page
             )
-            if len(ids) > RECIPIENT_PAGE_MAX:
-                ids = ids[:RECIPIENT_PAGE_MAX]
-                next_cursor = encode_cursor(str(start + RECIPIENT_PAGE_MAX))
+            if len(ids) > page:
+                ids = ids[:page]
+                next_cursor = encode_cursor(str(start + page))
             async with self.redis.pipeline(transaction=False) as pipe:
                 for rid in ids:
                     pipe.hgetall(self.keys.recipient(media_id, rid))
@@ -246,6 +253,7 @@ class MediaRepo:
             return False
         if result[2] != "" or result[3] != "":
             await self.schedule(media_id, result[2], result[3])
+        await tombstone(self.redis, self.scripts, self.keys, media_id)
         return result[1] == "1"
 
     async def revoke(self, media_id: str, recipient: str) -> bool | None:

@@ -28,6 +28,11 @@ NAMES = (
     "unmark",
     "relayed",
     "remark",
+    "idem_claim",
+    "idem_complete",
+    "idem_release",
+    "idem_tombstone",
+    "idem_link",
 )
 
 

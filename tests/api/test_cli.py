@@ -93,6 +93,7 @@ def test_serve_with_nothing_configured(tmp_path: Path) -> None:
         created = post_photo(url, minted.stdout.strip())
         assert created["state"] == "processing"
         assert stat.S_IMODE(keyring.stat().st_mode) == 0o700
+        assert stat.S_IMODE((keyring / "idempotency.pepper").stat().st_mode) == 0o600
         deadline = time.monotonic() + 30
         while True:  # the in-process worker makes it ready
             request = urllib.request.Request(

@@ -12,6 +12,7 @@ from ephemeral.config import Settings
 from ephemeral.state.scripts import NAMES, Scripts
 from ephemeral.web_keys import SERVICES
 from tests.api.helpers import lease_auth, redeemed
+from tests.api.test_idempotency import create as idempotent_create
 from tests.api.test_views import ready_media
 from tests.fixtures.core import auth
 
@@ -45,6 +46,14 @@ async def test_every_script_call_hashes_to_one_slot(
     await client.delete(f"/v1/views/{view['view_id']}", headers=lease_auth(view))
     await client.delete(f"/v1/media/{media_id}/recipients/carol", headers=auth(settings))
     await client.delete(f"/v1/media/{media_id}", headers=auth(settings))
+    # Idempotency-Key: claim, link, complete, a release (a refused upload) and a tombstone.
+    key = "k" * 22
+    created = await idempotent_create(client, settings, key, {"recipients": ["bob"]})
+    refused = await idempotent_create(
+        client, settings, "r" * 22, {"recipients": ["bob"]}, b"x" * 99
+    )
+    assert created.status == 202 and refused.status == 415
+    await client.delete(f"/v1/media/{(await created.json())['id']}", headers=auth(settings))
 
     await asyncio.sleep(0.5)  # the relay runs in the worker: its calls count too
     seen = {name for name, _, _ in calls}

@@ -16,13 +16,19 @@ redis.call('HSET', mkey,
   'rauth', spec.recipient_auth, 'orig', spec.orig, 'orig_hdr', spec.orig_hdr,
   'orig_size', tostring(spec.orig_size), 'kek', spec.kek, 'epoch', tostring(spec.epoch),
   'n', tostring(n), 'done', '0', 'seq', '0', 'ver', '1', 'c:sent', tostring(n))
+local ids = {}
 for _, r in ipairs(spec.recipients) do
   local rkey = rprefix .. r.id
   redis.call('HSET', rkey, 'st', 'sent', 'vu', '0', 'vl', tostring(spec.views),
     'vf', r.vf, 'wk', r.wk, 'lease', '', 'done', '0', 'sc', '0')
-  redis.call('RPUSH', rcpts, r.id)
   redis.call('PEXPIREAT', rkey, hard + spec.receipts_ttl * 1000)
+  ids[#ids + 1] = r.id
+  if #ids == 500 then  -- one RPUSH per batch; unpack() is bounded by Lua's stack
+    redis.call('RPUSH', rcpts, unpack(ids))
+    ids = {}
+  end
 end
+if #ids > 0 then redis.call('RPUSH', rcpts, unpack(ids)) end
 redis.call('ZADD', timers, expires, 'exp', hard, 'hard', processing_deadline, 'proc',
   now + spec.requeue_ms, 'job')
 if spec.orig ~= '' then redis.call('SADD', objects, spec.orig) end
