@@ -127,13 +127,25 @@ def parameters_table(spec: dict[str, Any], params: list[dict[str, Any]]) -> str:
     return f"<h4>Parameters</h4><table>{head}{''.join(rows)}</table>"
 
 
+def codes(schema: dict[str, Any]) -> str:
+    """The problem codes a response narrows `Problem` to (its allOf's `code` enum)."""
+    found = [
+        value
+        for part in schema.get("allOf", [])
+        for value in part.get("properties", {}).get("code", {}).get("enum", [])
+    ]
+    return (" code " + ", ".join(f"<code>{escape(c)}</code>" for c in found)) if found else ""
+
+
 def content_list(content: dict[str, Any] | None) -> str:
     if not content:
         return ""
-    items = [
-        f"<code>{escape(media)}</code> {type_label(body.get('schema'))}"
-        for media, body in content.items()
-    ]
+    items = []
+    for media, body in content.items():
+        schema = body.get("schema", {})
+        items.append(f"<code>{escape(media)}</code> {type_label(schema)}{codes(schema)}")
+        if "properties" in schema:  # an inline schema (multipart parts) has no page of its own
+            items.append(schema_table(schema))
     return "<br>".join(items)
 
 
@@ -167,7 +179,7 @@ def operation(
     request = ""
     if "requestBody" in op:
         body = resolve(spec, op["requestBody"])
-        request = f"<h4>Request body</h4><p>{content_list(body.get('content'))}</p>"
+        request = f"<h4>Request body</h4><div>{content_list(body.get('content'))}</div>"
     anchor = escape(op.get("operationId", f"{method}-{path}"))
     return (
         f'<details id="op-{anchor}"><summary><span class="m {method}">{method}</span> '

@@ -178,6 +178,8 @@ async def test_docs_page_is_self_contained(make_client: AppClient, settings: Set
                 assert f'id="op-{item[method]["operationId"]}"' in html
     for event in SPEC["webhooks"]:
         assert f"<code>{event}</code>" in html
+    for code in ("idempotency-key-in-flight", "lease-ended", "range-not-satisfiable"):
+        assert f"<code>{code}</code>" in html  # each problem response names its codes
     for name in SPEC["components"]["schemas"]:
         assert f'id="schema-{name}"' in html
     cached = await client.get("/docs", headers={"If-None-Match": response.headers["ETag"]})
