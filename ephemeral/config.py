@@ -148,6 +148,30 @@ class IdempotencySettings:
 
 
 @dataclass(frozen=True)
+class RateLimitSettings:
+    """Abuse controls (docs/API.md, Defaults). A limit of 0 turns that limit off."""
+
+    uploads_per_minute: int = 60  # per sender
+    recipients_per_day: int = 5_000  # per sender, summed over creates
+    inflight_jobs: int = 4  # per sender: media still processing, checked before enqueue
+    stored_bytes: int = 2 * 1024 * MiB  # per sender: uploaded bytes not yet purged
+    fanout_recipients: int = 50  # distinct recipients of the same content ...
+    fanout_window: int = 3600  # ... within this many seconds
+    redeem_misses_per_minute: int = 30  # 404s from peek/redeem, per client address
+    viewer_per_minute: int = 300  # GET/HEAD /v/*, per client address
+    # Comma-separated addresses or networks whose X-Forwarded-For is believed ("unix" = a peer
+    # on a unix socket); the client is the rightmost hop that is not one of them.
+    trusted_proxies: str = ""
+    memory_alarm_fraction: float = 0.9  # shed uploads above this share of Redis maxmemory
+    memory_alarm_bytes: int = 0  # ... or above this used_memory (0: only the fraction)
+    memory_check_interval: float = 1.0  # seconds an INFO memory reading is reused
+    # The key of the content HMAC (fan-out); every API process must share it. Default: a 0600
+    # file made once in the keyring dir (outside the data dir). Never stored in Redis.
+    pepper: str | None = None
+    pepper_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
@@ -167,6 +191,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     events: EventSettings = field(default_factory=EventSettings)
     idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
 
     @property
     def base_url(self) -> str:
@@ -316,3 +341,34 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting auth.leeway: must be 0..60 seconds")
     if not 60 <= s.auth.max_lifetime <= 3600:
         raise ConfigError("setting auth.max_lifetime: must be 60..3600 seconds")
+    validate_ratelimit(s.ratelimit)
+
+
+def validate_ratelimit(r: RateLimitSettings) -> None:
+    from ephemeral.abuse.address import parse_trusted  # the one parser of the setting
+
+    counts = (
+        "uploads_per_minute",
+        "recipients_per_day",
+        "inflight_jobs",
+        "stored_bytes",
+        "fanout_recipients",
+        "redeem_misses_per_minute",
+        "viewer_per_minute",
+        "memory_alarm_bytes",
+    )
+    for name in counts:
+        if getattr(r, name) < 0:
+            raise ConfigError(f"setting ratelimit.{name}: must be >= 0 (0 turns it off)")
+    if r.fanout_window < 1:
+        raise ConfigError("setting ratelimit.fanout_window: must be >= 1 second")
+    if not 0 < r.memory_alarm_fraction <= 1:
+        raise ConfigError("setting ratelimit.memory_alarm_fraction: must be in (0, 1]")
+    if r.memory_check_interval < 0:
+        raise ConfigError("setting ratelimit.memory_check_interval: must be >= 0")
+    if r.pepper is not None and len(r.pepper) < 32:
+        raise ConfigError("setting ratelimit.pepper: needs at least 32 characters")
+    try:
+        parse_trusted(r.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"setting ratelimit.trusted_proxies: {exc}") from None

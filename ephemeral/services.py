@@ -9,12 +9,15 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
+from ephemeral.abuse.content import load_pepper as load_content_pepper
+from ephemeral.abuse.guard import Abuse
 from ephemeral.auth import Authenticator, load_key
 from ephemeral.config import Settings
 from ephemeral.crypto.ems1 import READ_CHUNK
 from ephemeral.crypto.keyring import Keyring
 from ephemeral.durability import check_durability
-from ephemeral.idempotency import Idempotency, load_pepper
+from ephemeral.idempotency import Idempotency
+from ephemeral.idempotency import load_pepper as load_idempotency_pepper
 from ephemeral.jobs import Jobs, arq_pool
 from ephemeral.lifecycle import Lifecycle
 from ephemeral.state.idempotency import IdempotencyRecords
@@ -42,6 +45,7 @@ class Services:
     jobs: Jobs
     arq: ArqRedis
     idempotency: Idempotency
+    abuse: Abuse
 
 
 async def open_store(settings: Settings) -> Store:
@@ -71,7 +75,8 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
     if not url:
         raise RuntimeError("redis.url must be set (the CLI starts the embedded server)")
     jwt_key = load_key(settings, generate=embedded)  # before connecting: fail fast on config
-    pepper = load_pepper(settings)
+    idempotency_pepper = load_idempotency_pepper(settings)
+    content_pepper = load_content_pepper(settings)
     redis = Redis.from_url(url, decode_responses=True, health_check_interval=30)
     arq = arq_pool(url, Keys(settings.redis.prefix).queue())
     store: Store | None = None
@@ -100,10 +105,11 @@ async def open_services(settings: Settings, *, embedded: bool = False) -> AsyncI
             idempotency=Idempotency(
                 IdempotencyRecords(redis, scripts, keys),
                 media,
-                pepper,
+                idempotency_pepper,
                 settings.idempotency.ttl,
                 settings.limits.upload_deadline + 60,
             ),
+            abuse=Abuse(redis, keys, settings, content_pepper),
         )
     finally:
         if store is not None:

@@ -9,6 +9,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# `docker-compose config` validates docker-compose.yml in the tests (no Docker engine needed).
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 # The browser tests drive Debian's Chromium (never a downloaded browser build).
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 from arq.worker import Worker, func
@@ -45,6 +46,16 @@ def build_worker(svc: Services) -> Worker:
     )
 
 
+async def _close(worker: Worker) -> None:
+    """arq's close() cancels the jobs in flight and then gathers them, so a job cut short raises
+    CancelledError out of close() and leaves the pool open. Cancel and collect them here first
+    (jobs are idempotent: a cut job runs again), so close() only has the pool left to shut."""
+    worker.handle_sig(signal.SIGUSR1)
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    worker.tasks.clear()
+    await worker.close()
+
+
 @contextlib.asynccontextmanager
 async def running_worker(svc: Services) -> AsyncIterator[None]:
     """The arq worker and the sweeper as tasks on the current loop, stopped on exit."""
@@ -61,7 +72,7 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        await worker.close()
+        await _close(worker)
         # The loops see `stop` within a second; cancelling one mid-command would strand its
         # Redis connection, so they get the chance to finish first.
         done, pending = await asyncio.wait(tasks, timeout=5)

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ephemeral import upload
+from ephemeral.abuse.policy import policies
 from ephemeral.config import Settings
 from ephemeral.events import RETENTION_MS
 from ephemeral.idempotency import KEY_RE
@@ -28,13 +29,9 @@ def accepted_formats() -> dict[str, list[str]]:
     return {kind: sorted(mimes) for kind, mimes in found.items()}
 
 
-def rate_limit_policies(settings: Settings) -> list[dict[str, Any]]:
-    """The rate-limit policies in force, published here by the rate-limit module.
-
-    Each entry: {"name", "limit", "window" (seconds), "scope"} — the same names its
-    `RateLimit-Policy` headers use. Empty until rate limiting is configured.
-    """
-    return []
+def rate_limit_policies(settings: Settings) -> dict[str, Any]:
+    """The rate-limit policies in force, under the names their RateLimit-Policy headers use."""
+    return policies(settings)
 
 
 def describe(settings: Settings) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from aiohttp import MultipartReader, web
 from redis.exceptions import RedisError
 
 from ephemeral import idempotency, upload
+from ephemeral.abuse.http import reports_usage
 from ephemeral.auth import Sender
 from ephemeral.crypto import keys as kc
 from ephemeral.errors import ServiceError
@@ -43,10 +44,13 @@ def _precheck(request: web.Request, svc: Services) -> Sender:
 
 async def expect(request: web.Request) -> web.StreamResponse | None:
     """Expect: 100-continue is answered with the error when the headers already fail."""
+    svc = services(request)
     try:
-        _precheck(request, services(request))
+        await svc.abuse.before_body(_precheck(request, svc))
     except ServiceError as exc:
         return problem(exc, os.urandom(8).hex())
+    except RedisError:  # the create checks again and answers 503 if Redis is really down
+        pass
     if request.headers.get("Expect", "").lower() != "100-continue":
         return problem(ServiceError(417, "bad-request", "unknown Expect"), os.urandom(8).hex())
     if request.version >= (1, 1):
@@ -55,6 +59,7 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
+@reports_usage
 async def create(request: web.Request) -> web.Response:
     svc = services(request)
     sender = _precheck(request, svc)
@@ -68,6 +73,8 @@ async def create(request: web.Request) -> web.Response:
     meta = parse_meta(await upload.read_meta(reader, guard), limits, sender.id)
 
     async def produce() -> Outcome:
+        # Quotas are charged only when a media is really made: a replay or a 409 costs none.
+        await svc.abuse.before_upload(request, sender, meta.recipients)
         return await _upload(svc, sender, meta, reader, guard)
 
     # The key is claimed after the meta is read and before a byte of the file: a retry while
@@ -92,8 +99,10 @@ async def _upload(
     object_key = new_object_key(media_id)
     await svc.media.reserve_object(media_id, object_key, limits.upload_deadline + 60)
     try:
-        sealed = await svc.vault.seal(object_key, dek, incoming.chunks())
+        content = svc.abuse.fingerprint()
+        sealed = await svc.vault.seal(object_key, dek, content.feed(incoming.chunks()))
         await upload.expect_end(reader)
+        await svc.abuse.admit(sender, media_id, meta, content, sealed.size)
         body = await _record(svc, sender, meta, media_id, dek, incoming.sniffed.kind, sealed)
     except BaseException:
         await asyncio.shield(_discard(svc, media_id, object_key))

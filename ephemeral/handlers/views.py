@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ephemeral.abuse.http import counts_misses
 from ephemeral.crypto import keys as kc
 from ephemeral.durability import confirm
 from ephemeral.errors import ServiceError, not_found, unavailable
@@ -78,6 +79,7 @@ def _refusal(outcome: str, extra: dict[str, Any] | None = None) -> ServiceError:
     return ServiceError(410, "expired", "this link can no longer be viewed")
 
 
+@counts_misses
 async def peek(request: web.Request) -> web.Response:
     svc = services(request)
     body = await read_small_json(request, BODY_LIMIT)
@@ -132,6 +134,7 @@ def _redeem_args(body: dict[str, Any]) -> tuple[str, str]:
     return redeem_id or "", device or ""
 
 
+@counts_misses
 async def redeem(request: web.Request) -> web.Response:
     svc = services(request)
     body = await read_small_json(request, BODY_LIMIT)

@@ -108,3 +108,29 @@ class Keys:
 
     def queue(self) -> str:
         return f"{self.prefix}:queue"
+
+    # -- abuse controls (ephemeral/abuse): counters and quotas, each with a TTL ---------------
+
+    def ratelimit_prefix(self) -> str:
+        """The `limits` library's key prefix: its counters live under it."""
+        return f"{self.prefix}:rl"
+
+    def sender_tag(self, tenant: str, sender: str) -> str:
+        """One hash tag per sender, so the quota script's keys share a cluster slot."""
+        return f"{self.prefix}:{{s:{tenant}:{sender}}}"
+
+    def sender_inflight(self, tenant: str, sender: str) -> str:
+        """Media of the sender still processing: member media id, score admission ms."""
+        return f"{self.sender_tag(tenant, sender)}:inflight"
+
+    def sender_stored(self, tenant: str, sender: str) -> str:
+        """Media of the sender whose bytes are stored: member media id, score purge deadline."""
+        return f"{self.sender_tag(tenant, sender)}:stored"
+
+    def sender_sizes(self, tenant: str, sender: str) -> str:
+        """Bytes per stored media, and the running total in the field `_total`."""
+        return f"{self.sender_tag(tenant, sender)}:sizes"
+
+    def fanout(self, tenant: str, digest: str) -> str:
+        """Distinct recipients of one content (an HMAC of its bytes): member id, score ms."""
+        return f"{self.prefix}:fanout:{tenant}:{digest}"

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from ephemeral.config import Settings
 from ephemeral.state import typed
+from ephemeral.state.keys import Keys
 from tests.api.helpers import member, problem
 from tests.api.test_lifecycle import stored_blobs
 from tests.fixtures.core import auth, jpeg_bytes, multipart, sender_token, upload, wait_state
@@ -24,10 +25,13 @@ from tests.fixtures.core import auth, jpeg_bytes, multipart, sender_token, uploa
 
 async def leftovers(redis: Redis, settings: Settings) -> list[str]:
     queue = f"{settings.redis.prefix}:queue"
+    # Rate-limit counters count attempts, refused ones too (that is how abuse is seen); they
+    # hold no media and expire with their window.
+    counters = Keys(settings.redis.prefix).ratelimit_prefix() + ":"
     found = [
         key
         async for key in redis.scan_iter(f"{settings.redis.prefix}:*")
-        if not key.startswith(queue)  # arq's own health-check record
+        if not key.startswith((queue, counters))  # queue: arq's own health-check record
     ]
     # The live-set shards and the queue may exist empty-handed; they must hold nothing of ours.
     real = []

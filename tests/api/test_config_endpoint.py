@@ -52,7 +52,10 @@ async def test_config_publishes_every_default_with_its_configured_value(
     assert body["lease"]["max"] == settings.lease_max_bound
     assert body["receipts_ttl"] == 30 * 86_400
     assert body["limits"]["max_recipients"] == 250
-    assert body["rate_limits"] == []  # the place where the rate-limit policies are published
+    published = {p["name"]: p for p in body["rate_limits"]["policies"]}
+    assert body["rate_limits"]["headers"] == "draft-ietf-httpapi-ratelimit-headers-10"
+    assert published["uploads"]["quota"] == settings.ratelimit.uploads_per_minute
+    assert published["redeem-misses"]["per"] == "client-address"
     assert body["events"]["sse_max_streams"] == 5 and body["events"]["retention"] == 86_400
     assert body["webhooks"]["max_tries"] == 8
     assert body["idempotency"]["ttl"] == 86_400
