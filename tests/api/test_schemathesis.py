@@ -112,7 +112,7 @@ def wait_ready(url: str, headers: dict[str, str], media_id: str) -> None:
 def sender_events(url: str, headers: dict[str, str], until: str) -> Iterator[dict[str, Any]]:
     """Replays the caller's event stream from its start, up to the first `until` event."""
     stream = requests.get(
-        f"{url}/v1/events?last_event_id=0-0", headers=headers, stream=True, timeout=10
+        f"{url}/v1/events?last_event_id=0-0", headers=headers, stream=True, timeout=(5, 30)
     )
     # Not conforms(): schemathesis would read the endless body; each event is validated below.
     assert stream.status_code == 200
