@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 from aiohttp import web
 
 from ephemeral.config import Settings
+from ephemeral.handlers import events
 from ephemeral.middleware import errors_middleware
 from ephemeral.routes import setup_routes
 from ephemeral.services import Services, open_services
-from ephemeral.web_keys import SERVICES, SETTINGS
+from ephemeral.web_keys import SERVICES, SETTINGS, SHUTTING_DOWN
 
 Background = Callable[[Services], AbstractAsyncContextManager[None]]
 
@@ -22,6 +24,8 @@ def create_app(
     """`background` runs alongside the API (the CLI passes the in-process worker)."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=1024 * 1024)
     app[SETTINGS] = settings
+    app[SHUTTING_DOWN] = asyncio.Event()
+    app.on_shutdown.append(events.end_streams)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with open_services(settings, embedded=embedded) as svc, AsyncExitStack() as stack:

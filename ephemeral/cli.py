@@ -1,4 +1,4 @@
-"""The command line: `ephemeral serve | worker | token SUB`."""
+"""The command line: `ephemeral serve | worker | token SUB`, and the client commands."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ephemeral.auth import Authenticator, load_key
+from ephemeral.client import cli as client_cli
 from ephemeral.config import ConfigError, Settings, load
 from ephemeral.embedded_redis import EmbeddedRedis
 from ephemeral.media.box import harden_process
@@ -36,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="mint a development sender JWT (HS256)")
     token.add_argument("sub")
     token.add_argument("--lifetime", type=int, default=3600)
+    client_cli.add_client_commands(sub)
     return p
 
 
@@ -105,6 +107,8 @@ async def worker(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command in client_cli.COMMANDS:
+        return client_cli.run(args)  # a client of a service: no server settings, no logging
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     harden_process()  # no core dumps, not dumpable: keys live in this process's memory
     try:

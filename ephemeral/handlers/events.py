@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp_sse import sse_response
@@ -17,13 +20,16 @@ from ephemeral.errors import ServiceError, not_found
 from ephemeral.handlers.common import json_response
 from ephemeral.services import Services
 from ephemeral.state.records import render_media, render_recipient
-from ephemeral.web_keys import services
+from ephemeral.web_keys import SHUTTING_DOWN, services
 
 BATCH = 100
 
 
 def _ticket_key(svc: Services, ticket: str) -> str:
     return svc.keys.event_ticket(hashlib.sha256(ticket.encode()).hexdigest())
+
+
+T = TypeVar("T")
 
 
 async def ticket(request: web.Request) -> web.Response:
@@ -83,15 +89,18 @@ async def stream(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     sender = await _caller(request, svc)
     media_id = request.query.get("media_id")
-    snapshot = await _snapshot(svc, sender, media_id) if media_id else None
     key = svc.keys.sender_events(sender.tenant, sender.id)
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if not last:
         newest = await svc.redis.xrevrange(key, count=1)
         last = newest[0][0] if newest else "0-0"
+    # After the stream position: an event landing in between is then sent (again) rather than
+    # lost between the snapshot and the stream.
+    snapshot = await _snapshot(svc, sender, media_id) if media_id else None
     slot = b64(os.urandom(9))
     await _claim_slot(svc, sender, slot)
     settings = svc.settings.events
+    stopping = request.app[SHUTTING_DOWN]
     try:
         # aiohttp-sse sends Cache-Control: no-cache itself; events carry no token or content.
         async with sse_response(request, ping_interval=settings.sse_heartbeat) as sse:
@@ -102,7 +111,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 if left <= 0:
                     break  # the credential has expired: the client reconnects with a fresh one
                 block = int(min(left, settings.sse_heartbeat) * 1000) or 1
-                batches = await svc.redis.xread({key: last}, count=BATCH, block=block)
+                batches = await _read_unless(
+                    stopping, svc.redis.xread({key: last}, count=BATCH, block=block)
+                )
+                if batches is None:
+                    break  # shutting down: end the stream cleanly; the client resumes elsewhere
                 await svc.redis.zadd(
                     svc.keys.sse_streams(sender.tenant, sender.id),
                     {slot: time.time() + settings.sse_heartbeat * 3},
@@ -113,7 +126,34 @@ async def stream(request: web.Request) -> web.StreamResponse:
                         event = json.loads(fields["e"])
                         if media_id and event["data"]["media_id"] != media_id:
                             continue
-                        await sse.send(fields["e"], id=entry_id, event=event["type"])
+                        try:
+                            await sse.send(fields["e"], id=entry_id, event=event["type"])
+                        except ConnectionResetError:
+                            return sse  # the watcher left while we wrote: an end, not a 500
             return sse
     finally:
         await svc.redis.zrem(svc.keys.sse_streams(sender.tenant, sender.id), slot)
+
+
+async def end_streams(app: web.Application) -> None:
+    """On shutdown: end the event streams now rather than after their next heartbeat (20 s);
+    clients reconnect elsewhere with Last-Event-ID and lose nothing."""
+    app[SHUTTING_DOWN].set()
+
+
+async def _read_unless(stopping: asyncio.Event, read: Awaitable[T]) -> T | None:
+    """`read`'s result, or None as soon as `stopping` is set (the read is then cancelled)."""
+    reading, waiting = asyncio.ensure_future(read), asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({reading, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        reading.cancel()
+        raise
+    finally:
+        waiting.cancel()
+    if reading.done():
+        return reading.result()
+    reading.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reading  # redis-py drops the connection of a cancelled command
+    return None

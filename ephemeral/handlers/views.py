@@ -88,7 +88,7 @@ async def peek(request: web.Request) -> web.Response:
     result = await svc.views.peek(opened.media_id, opened.recipient, opened.verifier, subject)
     if result[0] != "ok":
         raise _refusal(result[0])
-    _, state, kind, views_left, duration, expires_in, recipient_auth = result
+    _, state, kind, views_left, duration, expires_in, recipient_auth, capture = result
     return json_response(
         {
             "state": state,
@@ -97,6 +97,8 @@ async def peek(request: web.Request) -> web.Response:
             "duration": float(duration) if duration else None,
             "expires_in": int(expires_in) if expires_in else None,
             "recipient_auth": recipient_auth,
+            # Known before redeem, so a client that cannot honour `block` refuses unconsumed.
+            "capture": capture,
         },
         headers={"Cache-Control": "no-store"},
     )

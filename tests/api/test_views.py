@@ -33,6 +33,7 @@ async def test_peek_consumes_nothing_and_sets_delivered_once(
         body = await peek.json()
         assert body["state"] == "ready" and body["kind"] == "image" and body["views_left"] == 2
         assert 0 < body["expires_in"] <= 1_209_600 and body["recipient_auth"] == "link"
+        assert body["capture"] == "notify"
         assert peek.headers["Cache-Control"] == "no-store"
         assert peek.headers["Referrer-Policy"] == "no-referrer"
         assert "frame-ancestors 'none'" in peek.headers["Content-Security-Policy"]

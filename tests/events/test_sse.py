@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +19,7 @@ from ephemeral.config import Settings
 from tests.api.helpers import lease_auth, problem
 from tests.api.test_views import forge, ready_media
 from tests.fixtures.core import auth
-from tests.fixtures.processes import api_processes
+from tests.fixtures.processes import api_processes, free_port, server_env, wait_healthy
 
 
 async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, str]]:
@@ -129,3 +133,30 @@ async def test_stream_closes_when_the_jwt_expires(
     async with asyncio.timeout(10):
         await response.read()  # ends when the server closes the stream
     assert time.monotonic() - started < 6
+
+
+async def test_shutdown_ends_open_event_streams_at_once(settings: Settings) -> None:
+    """A stream waits in XREAD for up to a heartbeat (20 s); SIGTERM must not wait for it."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ephemeral", "serve", "--no-worker"],
+        env=server_env(settings, port),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.to_thread(wait_healthy, url, process)
+        async with aiohttp.ClientSession() as session:
+            response = await session.get(f"{url}/v1/events", headers=auth(settings))
+            assert response.status == 200
+            os.killpg(process.pid, signal.SIGTERM)
+            async with asyncio.timeout(10):  # half a heartbeat: only an ended stream gets here
+                async for _ in response.content:
+                    pass
+        assert await asyncio.to_thread(process.wait, 10) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -4,7 +4,7 @@ local verifier, sub, rid, lprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local vf = redis.call('HGET', rkey, 'vf')
 if not vf or vf ~= verifier then return {'not-found'} end
 if sub ~= '' and sub ~= rid then return {'forbidden'} end
-local m = redis.call('HMGET', mkey, 'state', 'kind', 'duration', 'rauth', 'expires')
+local m = redis.call('HMGET', mkey, 'state', 'kind', 'duration', 'rauth', 'expires', 'capture')
 if m[4] == 'account' and sub == '' then return {'unauthorized'} end
 local now = now_ms()
 settle(mkey, rkey, rid, outbox, timers, lprefix, now)
@@ -37,4 +37,4 @@ if deadline > 0 and state ~= 'viewed' and not TERMINAL[state] then
   expires_in = tostring(math.max(0, math.floor((deadline - now) / 1000)))
 end
 if state ~= 'ready' and state ~= 'processing' then vl = 0 end
-return {'ok', state, m[2] or '', tostring(vl), m[3] or '', expires_in, m[4] or 'link'}
+return {'ok', state, m[2] or '', tostring(vl), m[3] or '', expires_in, m[4] or 'link', m[6] or 'notify'}
