@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ephemeral import tus
+from ephemeral import openapi, tus
 from ephemeral.handlers import (
     config,
     content,
@@ -46,4 +46,6 @@ def setup_routes(app: web.Application) -> None:
     r.add_delete("/v1/views/{view_id}", views.close)
     if app[SETTINGS].ops.port is None:  # else they are on the ops listener (cli.py)
         ops.add_routes(r)
+    r.add_get("/openapi.json", openapi.openapi_json)
+    r.add_get("/docs", openapi.docs_page)
     setup_viewer(app)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ephemeral.config import LimitSettings
 from ephemeral.errors import ServiceError
@@ -88,7 +89,8 @@ async def read_field(part: BodyPartReader, guard: RateGuard) -> bytes:
 async def next_part(reader: MultipartReader) -> BodyPartReader | None:
     try:
         part = await reader.next()
-    except (ValueError, AssertionError, RuntimeError):
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError):
+        # HttpProcessingError: a part header aiohttp refuses (control characters, bad bytes)
         raise ServiceError(400, "bad-request", "malformed multipart body") from None
     if part is None:
         return None

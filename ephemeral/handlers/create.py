@@ -77,7 +77,10 @@ async def create(request: web.Request) -> web.Response:
     key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     limits = svc.settings.limits
     guard = upload.RateGuard(limits)
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except (KeyError, ValueError):  # no boundary parameter, or one over 70 characters
+        raise ServiceError(400, "bad-request", "multipart/form-data needs a boundary") from None
     raw_meta = await upload.read_meta(reader, guard)
     sender, meta = owned_meta(svc.auth.tenants, limits, caller, raw_meta)
 

@@ -227,3 +227,29 @@ async def test_expect_100_continue_is_answered_with_the_error(
         assert head.startswith(b"HTTP/1.1 401") and b"WWW-Authenticate" in head
     finally:
         writer.close()
+
+
+async def test_multipart_without_a_usable_boundary_is_400(
+    client: TestClient[Any, Any], settings: Settings, redis: Redis
+) -> None:
+    """Found by schemathesis: a Content-Type with no boundary was a 500."""
+    body = b'{"recipients": ["bob"]}'
+    for ctype in ("multipart/form-data", "multipart/form-data; boundary=" + "b" * 71):
+        await problem(
+            await post(client, settings, body, **{"Content-Type": ctype}), 400, "bad-request"
+        )
+    assert stored_blobs(settings) == [] and await leftovers(redis, settings) == []
+
+
+async def test_a_part_header_aiohttp_refuses_is_400(
+    client: TestClient[Any, Any], settings: Settings, redis: Redis
+) -> None:
+    """Found by schemathesis: a control character in a part's header was a 500."""
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="a\x1cb"\r\n\r\n{}\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="meta"\r\n\r\n{"recipients": ["bob"]}\r\n'
+        b"--b--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    await problem(await post(client, settings, body, **headers), 400, "bad-request")
+    assert stored_blobs(settings) == [] and await leftovers(redis, settings) == []
