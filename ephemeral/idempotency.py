@@ -147,9 +147,15 @@ class Idempotency:
         return self.records.keys.idempotency(digest), kc.derive(self.pepper, "idempotency", scope)
 
     async def run(
-        self, owner: tuple[str, str], key: str | None, material: bytes, produce: Produce
+        self,
+        owner: tuple[str, str],
+        key: str | None,
+        material: bytes,
+        produce: Produce,
+        hide_times: bool = False,
     ) -> web.Response:
-        """Run `produce` at most once per (owner, key) within the TTL; replay its answer."""
+        """Run `produce` at most once per (owner, key) within the TTL; replay its answer.
+        `hide_times`: the caller may see statuses only (receipts_to_sender = status_only)."""
         if key is None:
             return respond(await produce())
         record, secret = self._names(owner, key)
@@ -157,7 +163,7 @@ class Idempotency:
         nonce = kc.random_id(16)
         held = await self.records.claim(record, fingerprint, nonce, self.inflight_ms)
         if held is not None:
-            return await self._replay(held, fingerprint, secret, record)
+            return await self._replay(held, fingerprint, secret, record, hide_times)
         try:
             outcome = await produce()
         except BaseException:
@@ -195,7 +201,7 @@ class Idempotency:
             log.warning("an idempotency claim expired before its create finished")
 
     async def _replay(
-        self, held: Held, fingerprint: str, secret: bytes, record: str
+        self, held: Held, fingerprint: str, secret: bytes, record: str, hide_times: bool
     ) -> web.Response:
         if not hmac.compare_digest(held.fingerprint, fingerprint):
             raise ServiceError(
@@ -227,7 +233,9 @@ class Idempotency:
             body: dict[str, Any] = {"id": held.media_id, "state": "purged", "recipients": []}
         else:
             body = render_media(current.id, current.media)
-            body["recipients"] = [render_recipient(rid, r) for rid, r in current.recipients]
+            body["recipients"] = [
+                render_recipient(rid, r, hide_times) for rid, r in current.recipients
+            ]
             body["recipients_next_cursor"] = current.next_cursor
         headers = {"Location": f"/v1/media/{held.media_id}"}
         return respond(Outcome(held.status or 200, body, headers, held.media_id), replayed=True)

@@ -20,7 +20,7 @@ from ephemeral.handlers.tokens import wrap_caption, wrap_recipients
 from ephemeral.idempotency import Outcome
 from ephemeral.meta import Meta
 from ephemeral.middleware import problem
-from ephemeral.ownership import owned_meta
+from ephemeral.ownership import hides_times, owned_meta
 from ephemeral.services import Services
 from ephemeral.state.media import NewMedia
 from ephemeral.state.records import iso
@@ -92,7 +92,8 @@ async def create(request: web.Request) -> web.Response:
     # The key is claimed after the meta is read and before a byte of the file: a retry while
     # this upload streams gets 409, and the fingerprint covers the meta only (not the file).
     material = idempotency.fingerprint_material("multipart", meta)
-    return await svc.idempotency.run((sender.tenant, sender.id), key, material, produce)
+    hide = hides_times(svc.auth.tenants, caller)
+    return await svc.idempotency.run((sender.tenant, sender.id), key, material, produce, hide)
 
 
 async def _upload(

@@ -17,7 +17,7 @@ from ephemeral.handlers.tokens import wrap_caption, wrap_recipients
 from ephemeral.idempotency import Outcome
 from ephemeral.meta import Meta, parse_upload_size
 from ephemeral.middleware import problem
-from ephemeral.ownership import owned_meta
+from ephemeral.ownership import hides_times, owned_meta
 from ephemeral.services import Services
 from ephemeral.state.media import NewMedia, NewUpload
 from ephemeral.state.records import iso
@@ -53,7 +53,8 @@ async def create_awaiting(request: web.Request) -> web.Response:
         return await _create(svc, sender, meta, size)
 
     material = idempotency.fingerprint_material("json", {**asdict(meta), "size": size})
-    return await svc.idempotency.run((sender.tenant, sender.id), key, material, produce)
+    hide = hides_times(svc.auth.tenants, caller)
+    return await svc.idempotency.run((sender.tenant, sender.id), key, material, produce, hide)
 
 
 async def _create(svc: Services, sender: Sender, meta: Meta, size: int) -> Outcome:

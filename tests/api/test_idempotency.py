@@ -18,6 +18,7 @@ from ephemeral.config import Settings
 from ephemeral.state import typed
 from ephemeral.state.keys import Keys
 from tests.api.helpers import problem, redeemed
+from tests.api.tenant_helpers import jwt_for, two_tenants
 from tests.fixtures.core import auth, jpeg_bytes, multipart, wait_state
 
 BOUNDARY = "idem-test-boundary"
@@ -340,3 +341,24 @@ async def test_a_malformed_key_is_refused_before_the_body_is_sent(
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_a_status_only_tenant_replay_shows_no_times_to_the_sender(
+    make_client: Any, settings: Settings
+) -> None:
+    settings = two_tenants(settings, b_receipts="status_only")
+    client = await make_client(settings, worker=False)
+    sender = jwt_for(settings, "b", "alice")
+    key, meta = new_key(), {"recipients": ["bob"]}
+    headers = {**sender, "Idempotency-Key": key}
+    first = await client.post("/v1/media", data=multipart(meta, jpeg_bytes()), headers=headers)
+    assert first.status == 202, await first.text()
+    created = await first.json()
+    peek = await client.post("/v1/views/peek", json={"token": created["recipients"][0]["token"]})
+    assert peek.status == 200  # bob's delivered_at is set now
+    assert (await client.delete(f"/v1/media/{created['id']}", headers=sender)).status == 204
+    replay = await client.post("/v1/media", data=multipart(meta, jpeg_bytes()), headers=headers)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    [bob] = (await replay.json())["recipients"]
+    assert bob["status"] == "revoked"  # unsent before opening: delivered, then revoked
+    assert bob["delivered_at"] is None and bob["revoked_at"] is None
