@@ -137,7 +137,7 @@ def report(figures: dict[str, Figure], size: int, elapsed: float) -> None:
             1.1,
         ),
         ("view 100 MiB, fs, vs nginx sendfile", "view_nginx", "baseline_nginx", 0.8),
-        ("view 100 MiB, S3 (moto) vs boto3 ranged GETs", "view_s3", "baseline_s3", 0.8),
+        ("view 100 MiB, S3 (moto) vs boto3 one streamed GET", "view_s3", "baseline_s3", 0.8),
         ("time to first byte p50 (ms, lower is better)", "ttfb", "baseline_ttfb", 3.0),
         ("redeem rate, two API processes vs one", "redeem_two_procs", "redeem_one_proc", None),
         (

@@ -159,7 +159,7 @@ async def _s3_figures(root: Path, plain: Path) -> dict[str, Figure]:
             try:
                 key, size = stored_object(client, S3_BUCKET)
                 figures["baseline_s3"] = await boto3_figure(
-                    f"raw boto3 8 MiB ranged GETs, sequential, same object on moto ({key})",
+                    f"raw boto3, one ranged GET streamed, same object on moto ({key})",
                     client,
                     S3_BUCKET,
                     key,
