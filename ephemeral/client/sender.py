@@ -113,7 +113,7 @@ class Client(HttpBase):
         self, meta: dict[str, Any], path: Path, key: str, progress: Progress | None
     ) -> SentMedia:
         headers = {**self._auth(), "Idempotency-Key": key}
-        body = create_body(meta, path, progress)
+        body, file_part = create_body(meta, path, progress)
         try:
             async with self.session.post(
                 f"{self.server}/v1/media",
@@ -127,6 +127,8 @@ class Client(HttpBase):
                 return SentMedia.from_json(await response.json(), replayed=replayed)
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise ConnectionFailed(f"the upload to {self.server} failed: {exc!r}") from exc
+        finally:
+            await file_part.release()
 
     async def status(self, media_id: str) -> MediaStatus:
         """State, counts and the first page (100) of members; see `members` for the rest."""

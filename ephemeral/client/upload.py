@@ -9,8 +9,9 @@ from the headers alone (with `Expect: 100-continue`, before a byte of it is sent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,14 +31,17 @@ class FilePayload(AsyncIterablePayload):
         self._path = path
         self._total = path.stat().st_size
         self._progress = progress
-        super().__init__(self._chunks(), **kwargs)
+        self._handle: IO[bytes] | None = None
+        self._source = self._chunks()
+        super().__init__(self._source, **kwargs)
 
     @property
     def size(self) -> int:
         return self._total
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def _chunks(self) -> AsyncGenerator[bytes, None]:
         handle: IO[bytes] = await asyncio.to_thread(open, self._path, "rb")
+        self._handle = handle
         sent = 0
         try:
             while chunk := await asyncio.to_thread(handle.read, CHUNK):
@@ -48,14 +52,24 @@ class FilePayload(AsyncIterablePayload):
                 if self._progress is not None:
                     self._progress(sent, self._total)
         finally:
-            await asyncio.to_thread(handle.close)
+            handle.close()  # a local read-only file: closing cannot block
         if sent != self._total:
             raise OSError(f"{self._path} shrank while it was being sent")
         if self._total == 0 and self._progress is not None:
             self._progress(0, 0)
 
+    async def release(self) -> None:
+        """Close the file when the service answered before reading all of it (a 4xx from the
+        first bytes): the half-read generator would otherwise keep it open until collected."""
+        with contextlib.suppress(RuntimeError):  # still being iterated by a writer: it closes
+            await self._source.aclose()
+        if self._handle is not None:
+            self._handle.close()
 
-def create_body(meta: dict[str, Any], path: Path, progress: Progress | None) -> MultipartWriter:
+
+def create_body(
+    meta: dict[str, Any], path: Path, progress: Progress | None
+) -> tuple[MultipartWriter, FilePayload]:
     form = MultipartWriter("form-data")
     meta_part = JsonPayload(meta, dumps=json.dumps)
     meta_part.set_content_disposition("form-data", name="meta")
@@ -65,4 +79,4 @@ def create_body(meta: dict[str, Any], path: Path, progress: Progress | None) -> 
     # The local file name is the user's business, not the service's: it is not sent.
     file_part.set_content_disposition("form-data", name="file", filename="upload")
     form.append_payload(file_part)
-    return form
+    return form, file_part

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
 import os
@@ -308,3 +309,24 @@ async def test_twin_sends_with_one_key_make_one_media(service: Service, tmp_path
         )
     assert both[0].id == both[1].id
     assert sorted(s.idempotent_replayed for s in both) == [False, True]
+
+
+def open_paths() -> list[str]:
+    """The files this process holds open right now."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return found
+
+
+async def test_a_refused_send_leaves_no_file_open(service: Service, tmp_path: Path) -> None:
+    """The service refuses from the first bytes; the half-read file must be closed at once,
+    not whenever the garbage collector gets to its generator."""
+    big = tmp_path / "notes.txt"
+    big.write_text("not a photo, and long enough to be sent in several chunks\n" * 40_000)
+    async with Client(service.url, service.token()) as client:
+        for _ in range(3):
+            with pytest.raises(UnsupportedMediaType):
+                await client.send(big, to=["bob"])
+            assert str(big) not in open_paths()
