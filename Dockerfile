@@ -51,7 +51,7 @@ VOLUME ["/data"]
 
 # Liveness of the API process; no curl in the image, Python's urllib is enough.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('EPHEMERAL_PORT', '8080'), timeout=4).close()"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % (os.environ.get('EPHEMERAL_OPS_PORT') or os.environ.get('EPHEMERAL_PORT', '8080')), timeout=4).close()"]
 
 ENTRYPOINT ["tini", "--"]
 CMD ["ephemeral", "serve"]

@@ -103,6 +103,9 @@ class WorkerSettings:
     sweep_batch: int = 200
     keyring_retention: int = 86_400
     max_transcodes: int = 1  # concurrent ffmpeg jobs per worker process (2 cores here)
+    # Seconds a stopping worker lets its jobs in flight finish before cutting them (they are
+    # idempotent: a cut job runs again after its job timeout).
+    shutdown_grace: float = 5.0
 
     @property
     def processing_deadline_ms(self) -> int:

@@ -19,6 +19,7 @@ def validate(s: Settings) -> None:
         (s.lease.max_streams >= 1, "lease.max_streams: must be >= 1"),
         (s.lease.byte_budget_factor >= 1, "lease.byte_budget_factor: must be >= 1"),
         (s.worker.sweep_interval > 0, "worker.sweep_interval: must be > 0"),
+        (s.worker.shutdown_grace >= 0, "worker.shutdown_grace: must be >= 0"),
         (s.receipts_ttl >= 60, "receipts_ttl: must be >= 60"),
         (
             s.storage.backend != "s3" or bool(s.storage.s3_bucket),

@@ -216,7 +216,8 @@ class Idempotency:
                 "a request with this Idempotency-Key is still running; retry later",
                 headers={"Retry-After": RETRY_AFTER},
             )
-        current = await self.media.get(held.media_id)
+        # The state alone first: a live media replays its stored answer, no members needed.
+        current = await self.media.get(held.media_id, with_recipients=False)
         state = current.media.get("state", "") if current is not None else ""
         if held.state == "done" and state in LIVE_STATES:
             try:
@@ -229,6 +230,8 @@ class Idempotency:
                     replayed=True,
                 )
         # Unsent, purged, failed or gone: the current state, never a token again.
+        if current is not None:
+            current = await self.media.get(held.media_id)
         if current is None:
             body: dict[str, Any] = {"id": held.media_id, "state": "purged", "recipients": []}
         else:

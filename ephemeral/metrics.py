@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -138,15 +138,18 @@ class Backlog:
     live_media: int
 
 
-async def read_backlog(redis: Redis, keys: Keys) -> Backlog:
+async def read_backlog(redis: Redis, keys: Keys, tenants: Sequence[str]) -> Backlog:
+    """Each tenant's dispatcher keeps its own retries and dead letters: summed over all."""
     # One command per key (no pipeline): the keys sit in different Redis Cluster slots.
-    jobs, retries, dead, *shards = await asyncio.gather(
+    jobs, *counts = await asyncio.gather(
         redis.zcard(keys.queue()),
-        redis.zcard(keys.webhook_retries()),
-        cast(Awaitable[int], redis.llen(keys.webhook_dead())),
+        *(redis.zcard(keys.webhook_retries(t)) for t in tenants),
+        *(cast(Awaitable[int], redis.llen(keys.webhook_dead(t))) for t in tenants),
         *(redis.zcard(keys.live_due(shard)) for shard in range(LIVE_SHARDS)),
     )
-    return Backlog(int(jobs), int(retries), int(dead), sum(int(n) for n in shards))
+    n = len(tenants)
+    retries, dead, shards = counts[:n], counts[n : 2 * n], counts[2 * n :]
+    return Backlog(int(jobs), sum(map(int, retries)), sum(map(int, dead)), sum(map(int, shards)))
 
 
 class BacklogCollector(Collector):

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
+
 from ephemeral.config import ConfigError, LimitSettings, Settings, WebhookSettings
 from ephemeral.crypto.keys import b64
 from ephemeral.tenant_config import KEY_HASH_RE, TenantSettings
@@ -55,9 +57,23 @@ def _read_key(path: Path, name: str) -> str:
         raise ConfigError(f"setting {name}: cannot read {path}: {exc.strerror}") from None
 
 
+def _checked_key(algorithm: str, key: str, name: str) -> str:
+    """A key PyJWT will accept for the algorithm, checked at start: a malformed PEM or a short
+    secret would otherwise surface as a 500 on the first token of the tenant."""
+    if algorithm == "HS256" and len(key.encode()) < 32:
+        raise ConfigError(f"setting {name}: an HS256 secret needs at least 32 bytes")
+    try:
+        jwt.get_algorithm_by_name(algorithm).prepare_key(key)
+    except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"setting {name}: not a {algorithm} key ({type(exc).__name__})") from None
+    return key
+
+
 def _configured(settings: Settings, t: TenantSettings) -> Tenant:
     where = f"tenants.{t.id}"
-    key = t.jwt_key or _read_key(t.jwt_key_file or Path(), f"{where}.jwt_key_file")
+    source = f"{where}.jwt_key" if t.jwt_key else f"{where}.jwt_key_file"
+    key = t.jwt_key or _read_key(t.jwt_key_file or Path(), source)
+    key = _checked_key(t.jwt_algorithm, key, source)
     webhooks = dataclasses.replace(
         settings.webhooks, urls=",".join(t.webhook_urls), secrets=",".join(t.webhook_secrets)
     )
@@ -87,7 +103,7 @@ def default_tenant(settings: Settings, jwt_key: str) -> Tenant:
         issuer=a.issuer,
         audience=a.audience,
         algorithm=a.jwt_algorithm,
-        jwt_key=jwt_key,
+        jwt_key=_checked_key(a.jwt_algorithm, jwt_key, "auth.jwt_key"),
         webhooks=settings.webhooks,
         limits=settings.limits,
         status_only=False,

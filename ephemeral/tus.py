@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -29,6 +30,9 @@ OFFSET_TYPE = "application/offset+octet-stream"
 SETTLE_SECONDS = 3.0  # how long a HEAD waits for a transfer that is still being stored
 
 TusHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+OFFSET_RE = re.compile(r"[0-9]{1,18}")
 
 
 def _base_headers() -> dict[str, str]:
@@ -102,7 +106,7 @@ async def status(request: web.Request) -> web.StreamResponse:
 
 def _offset(request: web.Request) -> int:
     text = request.headers.get("Upload-Offset", "")
-    if not text.isdigit() or len(text) > 18:
+    if not OFFSET_RE.fullmatch(text):  # ASCII digits only: str.isdigit() takes "²" too
         raise ServiceError(400, "bad-request", "Upload-Offset must be a non-negative integer")
     return int(text)
 

@@ -56,17 +56,6 @@ class Vault:
             ):
                 yield chunk
 
-    async def read_all(self, object_key: str, header: str, dek: bytes, size: int) -> bytes:
-        return await self.read_all_range(object_key, header, dek, size, size)
-
-    async def read_all_range(
-        self, object_key: str, header: str, dek: bytes, size: int, length: int
-    ) -> bytes:
-        """The first `length` plaintext bytes (all of a small object, or a head to sniff)."""
-        end = min(size, length)
-        parts = [chunk async for chunk in self.open(object_key, header, dek, size, 0, end)]
-        return b"".join(parts)
-
     async def open_parts(
         self, parts: list[StoredPart], dek: bytes, start: int, end: int
     ) -> AsyncGenerator[bytes, None]:

@@ -73,7 +73,7 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        await _drain(worker)
+        await _drain(worker, svc.settings.worker.shutdown_grace)
         await _close(worker)
         # The loops see `stop` within a second; cancelling one mid-command would strand its
         # Redis connection, so they get the chance to finish first.
@@ -88,7 +88,7 @@ async def running_worker(svc: Services) -> AsyncIterator[None]:
                 log.warning("%s ended with %r", task.get_name(), task.exception())
 
 
-async def _drain(worker: Worker, limit: float = 5.0) -> None:
+async def _drain(worker: Worker, limit: float) -> None:
     """Let the jobs in flight finish, for a few seconds, before arq's close() cancels them.
     close() gathers the cancelled jobs without return_exceptions, so a job caught even in its
     own bookkeeping after it returned (a few ms) made the shutdown itself raise."""

@@ -68,7 +68,8 @@ class HttpBase:
                 body = _json(text) if text else {}
                 return response.status, body if isinstance(body, dict) else {}
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise ConnectionFailed(f"no answer from {_origin(url)}: {exc!r}") from exc
+            # The type only: aiohttp's message carries the full URL, and with it a view id.
+            raise ConnectionFailed(f"no answer from {_origin(url)} ({type(exc).__name__})") from exc
 
 
 def _json(text: str) -> Any:

@@ -126,7 +126,9 @@ class Client(HttpBase):
                 replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
                 return SentMedia.from_json(await response.json(), replayed=replayed)
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise ConnectionFailed(f"the upload to {self.server} failed: {exc!r}") from exc
+            raise ConnectionFailed(
+                f"the upload to {self.server} failed ({type(exc).__name__})"
+            ) from exc
         finally:
             await file_part.release()
 

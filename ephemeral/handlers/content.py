@@ -142,6 +142,8 @@ async def _serve(
         watchdog = asyncio.create_task(_watch(svc, media_id, view_id, verifier, stream, request))
         try:
             await _write_all(response, stream, first, chunks)
+        except ConnectionResetError:
+            pass  # the viewer left (a seek aborts its Range request) or the lease was cut
         finally:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -42,10 +42,12 @@ async def ticket(request: web.Request) -> web.Response:
     owner = {"tenant": sender.tenant, "sender": sender.id, "exp": sender.expires_at}
     digest = hashlib.sha256(value.encode()).hexdigest()
     index = svc.keys.sender_tickets(sender.tenant, sender.id)  # so an erasure finds them
-    async with svc.redis.pipeline(transaction=True) as pipe:
-        pipe.set(_ticket_key(svc, value), json.dumps(owner), ex=ttl)
+    # Two slots (Redis Cluster): ordered steps, not one transaction. The index first, so an
+    # erasure always finds a ticket that exists.
+    async with svc.redis.pipeline(transaction=False) as pipe:
         pipe.sadd(index, digest)
         pipe.expire(index, ttl)
+        pipe.set(_ticket_key(svc, value), json.dumps(owner), ex=ttl)
         await pipe.execute()
     return json_response(
         {"ticket": value, "expires_in": ttl}, status=201, headers={"Cache-Control": "no-store"}

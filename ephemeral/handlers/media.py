@@ -15,7 +15,7 @@ from ephemeral.services import Services
 from ephemeral.state.media import (
     RECIPIENT_PAGE_MAX,
     MediaRecord,
-    decode_cursor,
+    cursor_offset,
     encode_cursor,
 )
 from ephemeral.state.records import STATUSES, render_media, render_recipient
@@ -94,8 +94,7 @@ async def recipients(request: web.Request) -> web.Response:
         )
     limit = _limit(request, RECIPIENT_PAGE_MAX)
     hide = hides_times(svc.auth.tenants, caller)
-    decoded = decode_cursor(request.query.get("cursor") or "") or "0"
-    start = int(decoded) if decoded.isdigit() else 0
+    start = cursor_offset(request.query.get("cursor"))
     media_id = request.match_info["media_id"]
     first: MediaRecord | None = None
     rows: list[dict[str, Any]] = []

@@ -37,7 +37,9 @@ async def readyz(request: web.Request) -> web.Response:
 async def scrape(request: web.Request) -> web.Response:
     svc = services(request)
     try:
-        backlog: metrics.Backlog | None = await metrics.read_backlog(svc.redis, svc.keys)
+        backlog: metrics.Backlog | None = await metrics.read_backlog(
+            svc.redis, svc.keys, [t.id for t in svc.auth.tenants.all]
+        )
     except (RedisError, OSError) as exc:  # the counters matter most when Redis is in trouble
         log.warning("metrics without the backlog gauges: %s", type(exc).__name__)
         backlog = None

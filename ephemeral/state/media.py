@@ -77,6 +77,19 @@ class MediaRecord:
         return self.media.get("tenant", ""), self.media.get("sender", "")
 
 
+def whole_number(text: str | None, digits: int = 15) -> int | None:
+    """A cursor's number, or None: ASCII digits only (str.isdigit() also takes "²", which int()
+    refuses) and bounded, so a crafted cursor is a first page, never a 500."""
+    if text and len(text) <= digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
+def cursor_offset(cursor: str | None) -> int:
+    """The list offset a recipients cursor encodes; 0 for none or anything malformed."""
+    return whole_number(decode_cursor(cursor) if cursor else None, 9) or 0
+
+
 def encode_cursor(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).rstrip(b"=").decode()
 
@@ -221,10 +234,7 @@ class MediaRepo:
         recipients: list[tuple[str, dict[str, str]]] = []
         next_cursor = None
         if with_recipients:
-            start = 0
-            if cursor:
-                decoded = decode_cursor(cursor)
-                start = int(decoded) if decoded and decoded.isdigit() else 0
+            start = cursor_offset(cursor)
             page = max(1, min(limit, RECIPIENT_PAGE_MAX))
             ids = await typed.lrange(
                 self.redis, self.keys.recipients(media_id), start, start + page
@@ -246,7 +256,7 @@ class MediaRepo:
         maximum: str = "+inf"
         if cursor:
             decoded = decode_cursor(cursor)
-            if decoded and decoded.lstrip("(").isdigit():
+            if decoded and whole_number(decoded.lstrip("(")) is not None:
                 maximum = decoded
         ids: list[str] = await self.redis.zrevrangebyscore(
             owner, maximum, "-inf", start=0, num=limit + 1, withscores=False

@@ -192,6 +192,28 @@ async def test_erasure_of_an_unknown_person_and_bad_ids(
     await problem(await client.delete("/v1/subjects/x"), 401, "unauthorized")
 
 
+async def test_an_id_the_streams_hold_json_escaped_is_erased_from_them(
+    make_client: Any, settings: Settings
+) -> None:
+    """Events are written with json.dumps, so "josé" sits in the streams as "jos\\u00e9"."""
+    settings = two_tenants(settings)
+    client = await make_client(settings)
+    # Non-ASCII: the event streams hold the id JSON-escaped ("jos\u00e9"); still found.
+    josé = "auth0|josé"
+    media = await create(client, jwt_for(settings, "a", josé), {"recipients": ["bob"]})
+    await ready(client, key(A1), media["id"])
+    stream = Keys(settings.redis.prefix).tenant_events("a")
+    app_redis = client.app[SERVICES].redis
+    for _ in range(100):  # the relay copies the media's events into the tenant stream
+        if await app_redis.xlen(stream):
+            break
+        await asyncio.sleep(0.05)
+    response = await client.delete(f"/v1/subjects/{quote(josé, safe='')}", headers=key(A1))
+    assert response.status == 204
+    left = [f["e"] for _, f in await app_redis.xrange(stream) if "jos" in f["e"]]
+    assert left == []
+
+
 async def test_an_erasure_cut_short_is_finished_by_repeating_it(
     make_client: Any, settings: Settings, redis: Redis
 ) -> None:

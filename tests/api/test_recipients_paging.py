@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from ephemeral.config import Settings
+from ephemeral.state.media import encode_cursor
 from ephemeral.state.records import STATUSES
 from tests.api.helpers import lease_auth, problem, redeemed, status
 from tests.api.test_views import ready_media
@@ -88,3 +89,19 @@ async def test_the_status_etag_changes_when_a_member_opens(
     )
     assert again.status == 304
     await client.delete(f"/v1/views/{view['view_id']}", headers=lease_auth(view))
+
+
+async def test_a_crafted_cursor_is_a_first_page_never_a_500(
+    client: TestClient[Any, Any], settings: Settings
+) -> None:
+    media_id, _ = await ready_media(client, settings, recipients=["bob", "carol"])
+    # "²" passes str.isdigit() but not int(); a 30-digit offset is past what Redis takes.
+    for crafted in ("²", "9" * 30, "(²", "-1", ""):
+        cursor = encode_cursor(crafted)
+        for url in (
+            f"/v1/media/{media_id}/recipients?cursor={cursor}",
+            f"/v1/media/{media_id}?cursor={cursor}",
+            f"/v1/media?cursor={cursor}",
+        ):
+            response = await client.get(url, headers=auth(settings))
+            assert response.status == 200, (crafted, url, await response.text())

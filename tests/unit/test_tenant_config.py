@@ -152,3 +152,23 @@ def test_an_eddsa_tenant_beside_an_hs256_one(tmp_path: Path) -> None:
     assert refused.value.status == 401
     with pytest.raises(ConfigError, match="HS256"):
         auth.mint("carol", tenant="c")
+
+
+def test_a_short_secret_file_or_a_bad_pem_fails_at_start_not_at_the_first_token(
+    tmp_path: Path,
+) -> None:
+    short = tmp_path / "short.key"
+    short.write_text("too-short\n")
+    body = f'[tenants.a]\njwt_issuer = "https://a"\njwt_key_file = "{short}"\n'
+    settings = load(tenants_toml(tmp_path / "a.toml", body), env={})
+    with pytest.raises(ConfigError, match=r"tenants\.a\.jwt_key_file: an HS256 secret"):
+        Authenticator.load(settings, generate=False)
+    garbage = tmp_path / "bad.pem"
+    garbage.write_text("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")
+    body = (
+        f'[tenants.c]\njwt_issuer = "https://c"\njwt_algorithm = "EdDSA"\n'
+        f'jwt_key_file = "{garbage}"\n'
+    )
+    settings = load(tenants_toml(tmp_path / "c.toml", body), env={})
+    with pytest.raises(ConfigError, match=r"tenants\.c\.jwt_key_file: not a EdDSA key"):
+        Authenticator.load(settings, generate=False)

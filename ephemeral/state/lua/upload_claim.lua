@@ -8,7 +8,7 @@ local mkey, lock, objects = KEYS[1], KEYS[2], KEYS[3]
 local verifier, nonce, lock_ms, mode = ARGV[1], ARGV[2], num(ARGV[3]), ARGV[4]
 local offset, object_key = num(ARGV[5]), ARGV[6]
 local m = redis.call('HMGET', mkey, 'uvf', 'state', 'uexp', 'uoff', 'usize', 'uwk', 'udone',
-  'error')
+  'error', 'purging')
 if not m[1] or m[1] ~= verifier then return {'not-found'} end
 local uoff, usize = num(m[4]), num(m[5])
 if m[7] == '1' then
@@ -16,7 +16,9 @@ if m[7] == '1' then
   if mode == 'head' then return {'ok', tostring(uoff), tostring(usize), m[3], '', '0'} end
   return {'used'}
 end
-if m[2] ~= 'awaiting_upload' then return {'closed', m[2] or '', m[8] or ''} end
+-- A purge that has begun (every recipient revoked) owns the media: its state still reads
+-- awaiting_upload until purge_finish, but its keys are going and nothing may be written.
+if m[2] ~= 'awaiting_upload' or m[9] == '1' then return {'closed', m[2] or '', m[8] or ''} end
 local now = now_ms()
 if now >= num(m[3]) then return {'expired'} end
 local holder = redis.call('GET', lock)

@@ -10,10 +10,10 @@ local nonce, start, part, size, kind = ARGV[1], num(ARGV[2]), ARGV[3], num(ARGV[
 local kek, epoch, processing_ms, requeue_ms = ARGV[6], ARGV[7], num(ARGV[8]), num(ARGV[9])
 local release, lock_ms = ARGV[10] == '1', num(ARGV[11])
 if redis.call('GET', lock) ~= nonce then return {'lost'} end
-local m = redis.call('HMGET', mkey, 'state', 'uoff', 'usize', 'uexp', 'ukind')
+local m = redis.call('HMGET', mkey, 'state', 'uoff', 'usize', 'uexp', 'ukind', 'purging')
 local uoff, usize = num(m[2]), num(m[3])
 local now = now_ms()
-if m[1] ~= 'awaiting_upload' or uoff ~= start or now >= num(m[4]) then
+if m[1] ~= 'awaiting_upload' or m[6] == '1' or uoff ~= start or now >= num(m[4]) then
   redis.call('DEL', lock)
   return {'refused', tostring(uoff)}
 end
