@@ -14,18 +14,10 @@ import re
 import sys
 from pathlib import Path
 
+from ephemeral.processes import alive
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _PID_RE = re.compile(r"_(\d+)\.db$")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def use_metrics_dir(path: Path) -> None:
@@ -39,7 +31,7 @@ def prepare_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     files = [(f, _PID_RE.search(f.name)) for f in path.glob("*.db")]
     owners = {int(m.group(1)) for _, m in files if m is not None}
-    if not any(_alive(pid) for pid in owners if pid != os.getpid()):
+    if not any(alive(pid) for pid in owners if pid != os.getpid()):
         # Only the files listed now: a sibling starting this very moment keeps its new ones.
         for file, _ in files:
             file.unlink(missing_ok=True)

@@ -8,6 +8,8 @@ import secrets
 import shutil
 import tempfile
 
+from ephemeral.processes import alive
+
 JOB_PREFIX = "ephemeral-box-"
 # RAM-backed, so plaintext never reaches a disk; job dirs get random names made with mkdir,
 # which fails rather than follows anything planted there.
@@ -65,20 +67,10 @@ def cleanup_stale_job_dirs() -> int:
             if not name.startswith(JOB_PREFIX):
                 continue
             pid = name[len(JOB_PREFIX) :].split("-", 1)[0]
-            if not pid.isdigit() or _alive(int(pid)):
+            if not pid.isdigit() or alive(int(pid)):
                 continue
             path = os.path.join(root, name)
             if os.path.isdir(path) and not os.path.islink(path):
                 remove_job_dir(path)
                 removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
