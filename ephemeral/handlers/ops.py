@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -34,13 +35,18 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready"})
 
 
+BACKLOG_TIMEOUT = 1.0  # seconds; Prometheus' own scrape timeout is usually 10 s
+
+
 async def scrape(request: web.Request) -> web.Response:
     svc = services(request)
     try:
-        backlog: metrics.Backlog | None = await metrics.read_backlog(
-            svc.redis, svc.keys, [t.id for t in svc.auth.tenants.all]
-        )
-    except (RedisError, OSError) as exc:  # the counters matter most when Redis is in trouble
+        # Bounded: a stalled Redis must not take the counters down with it (no socket timeout).
+        async with asyncio.timeout(BACKLOG_TIMEOUT):
+            backlog: metrics.Backlog | None = await metrics.read_backlog(
+                svc.redis, svc.keys, [t.id for t in svc.auth.tenants.all]
+            )
+    except (RedisError, OSError, TimeoutError) as exc:  # counters matter most in trouble
         log.warning("metrics without the backlog gauges: %s", type(exc).__name__)
         backlog = None
     body, content_type = metrics.render(backlog)

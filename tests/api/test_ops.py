@@ -3,16 +3,20 @@ metrics directory before prometheus-client loads."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from ephemeral.config import Settings
 from ephemeral.metrics_dir import prepare_dir, use_metrics_dir
@@ -105,3 +109,21 @@ def test_a_fresh_start_clears_stale_files_and_a_live_sibling_keeps_its_own(
             assert len(list(directory.iterdir())) == 2  # joined: nothing of a live run goes
         finally:
             sibling.kill()
+
+
+async def test_a_stalled_redis_leaves_the_scrape_its_counters(
+    make_client: Any, settings: Settings, redis: Redis
+) -> None:
+    """The backlog gauges read Redis; a Redis that stops answering must not hang the scrape."""
+    client = await make_client(settings, worker=False)
+    assert (await client.get("/healthz")).status == 200
+    await redis.client_pause(2500, all=True)
+    started = time.monotonic()
+    response = await client.get("/metrics")
+    waited = time.monotonic() - started
+    body = await response.text()
+    await asyncio.sleep(max(0.0, 2.6 - waited))  # let the pause end before the teardown
+    assert response.status == 200
+    assert waited < 2.5  # answered before Redis did
+    assert "ephemeral_http_requests_total" in body
+    assert "ephemeral_queue_depth" not in body
