@@ -17,7 +17,7 @@ async def watch_status(client: Client, media_id: str, out: Output) -> int:
 
     The stream opens with a snapshot, so nothing between "now" and the first event is missed;
     after each event the status is read again, because events carry statuses but not times.
-    Ends when the media is purged, unsent or failed, or at Ctrl-C.
+    Ends at the media's purge (which follows an unsend or a failure too), or at Ctrl-C.
     """
     live = Live(console=out.out, refresh_per_second=4, auto_refresh=False) if out.tty else None
     with live or contextlib.nullcontext():
@@ -31,7 +31,9 @@ async def watch_status(client: Client, media_id: str, out: Output) -> int:
                 print(display.status_plain(status), flush=True)
             else:
                 print(display.event_plain(event), flush=True)
-            if status.terminal:
+            # The last event of every media is media.purged (unsend and failure purge too);
+            # ending on a status read instead could skip events still on their way.
+            if event.type == "media.purged" or (event.snapshot is not None and status.terminal):
                 return 0
     return 0
 
