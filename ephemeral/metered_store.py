@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 
 from ephemeral import metrics
-from storage.base import ByteStream, ObjectNotFound, StorageError, Store
+from storage.base import Mapped, ObjectNotFound, StorageError, Store
 
 
 class MeteredStore(Store):
@@ -18,22 +18,30 @@ class MeteredStore(Store):
         if not isinstance(exc, ObjectNotFound):  # a missing object is an answer, not a fault
             metrics.storage_error(self.backend, op)
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put(self, key: str, chunks: AsyncIterable[bytes | bytearray]) -> int:
         try:
             return await self.inner.put(key, chunks)
         except StorageError as exc:
             self._failed("put", exc)
             raise
 
-    def get(self, key: str, start: int = 0, end: int | None = None) -> ByteStream:
+    def get(
+        self,
+        key: str,
+        start: int = 0,
+        end: int | None = None,
+        transform: Callable[[bytes], Mapped] | None = None,
+    ) -> AsyncGenerator[bytes | Mapped, None]:
         try:
-            stream = self.inner.get(key, start, end)
+            stream = self.inner.get(key, start, end, transform)
         except StorageError as exc:
             self._failed("get", exc)
             raise
         return self._counted(stream)
 
-    async def _counted(self, stream: ByteStream) -> ByteStream:
+    async def _counted(
+        self, stream: AsyncGenerator[bytes | Mapped, None]
+    ) -> AsyncGenerator[bytes | Mapped, None]:
         try:
             async for chunk in stream:
                 yield chunk

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
 
 from ephemeral.crypto import ems1
 from ephemeral.crypto.keys import b64, random_id, unb64
+from ephemeral.read_ahead import read_ahead
 from storage.base import Store
 
 
@@ -36,29 +37,40 @@ class Vault:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def seal(self, object_key: str, dek: bytes, chunks: AsyncIterable[bytes]) -> SealedObject:
-        """Encrypt as the bytes arrive; a fresh header (object id, nonce prefix) every time."""
+    async def seal(
+        self,
+        object_key: str,
+        dek: bytes,
+        chunks: AsyncIterable[bytes],
+        observe: Callable[[bytes], None] | None = None,
+    ) -> SealedObject:
+        """Encrypt as the bytes arrive; a fresh header (object id, nonce prefix) every time.
+        `observe` sees the plaintext in the sealing thread (the upload's content hash)."""
         sealer = ems1.Sealer(dek)
-        stored = await self.store.put(object_key, ems1.seal_chunks(sealer, chunks))
+        # The next run is read and sealed while the store writes this one.
+        sealed = read_ahead(ems1.seal_chunks(sealer, chunks, observe))
+        async with contextlib.aclosing(sealed) as stream:
+            stored = await self.store.put(object_key, stream)
         return SealedObject(object_key, b64(sealer.header.pack()), sealer.plaintext_bytes, stored)
 
     async def open(
         self, object_key: str, header: str, dek: bytes, size: int, start: int, end: int
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[bytearray, None]:
         """Plaintext bytes [start, end); each segment's tag verifies before any of it is sent."""
         located = ems1.locate(start, end, size)
+        opener = ems1.Opener(dek, unb64(header), size, located.first_segment)
+        # Decrypted in the reading thread, the next chunk on its way while this one is sent;
         # aclosing: a viewer who disconnects frees the file or S3 connection at once.
-        async with contextlib.aclosing(
-            self.store.get(object_key, located.cipher_start, located.cipher_end)
-        ) as read:
-            async for chunk in ems1.open_range(
-                dek, unb64(header), size, start, end, read, located.first_segment, located.skip
-            ):
-                yield chunk
+        read = self.store.get(object_key, located.cipher_start, located.cipher_end, opener.update)
+        async with contextlib.aclosing(read_ahead(read)) as opened:
+            trimmed = ems1.open_range(opener, located.skip, end - start, opened)
+            async with contextlib.aclosing(trimmed) as chunks:
+                async for chunk in chunks:
+                    yield chunk
 
     async def open_parts(
         self, parts: list[StoredPart], dek: bytes, start: int, end: int
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[bytearray, None]:
         """Plaintext [start, end) of the concatenation of parts (a resumed upload), in order."""
         offset = 0
         for part in parts:

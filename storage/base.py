@@ -8,7 +8,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, TypeVar
 
 KEY_MAX_LEN = 256
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -20,6 +20,9 @@ log = logging.getLogger("storage")
 # A generator rather than an iterator so that callers can aclose() it, e.g. via
 # contextlib.aclosing, and release a file or connection as soon as a download stops.
 ByteStream = AsyncGenerator[bytes, None]
+# `get(..., transform)` applies it to each chunk in the thread that read it: CPU work on the
+# bytes (decryption) then costs no second thread hop, and the event loop never runs it.
+Mapped = TypeVar("Mapped")
 
 
 class StorageError(Exception):
@@ -58,7 +61,9 @@ class Store(ABC):
     cleanup still runs to the end and close() waits for it.
 
     `get` yields bytes [start, end) clamped to the object's size (a range starting at or past
-    the end is empty) in chunks of at most `chunk_size` bytes. InvalidKey and ValueError are
+    the end is empty) in chunks of at most `chunk_size` bytes, each passed through `transform`
+    (when given) before it is yielded; the transform's exceptions pass through unchanged.
+    InvalidKey and ValueError are
     raised at the call, ObjectNotFound at the first iteration. A reader that stops early should
     aclose() the stream to release its file or connection at once.
     """
@@ -66,11 +71,17 @@ class Store(ABC):
     chunk_size: int = DEFAULT_CHUNK_SIZE
 
     @abstractmethod
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put(self, key: str, chunks: AsyncIterable[bytes | bytearray]) -> int:
         """Stream `chunks` into a new object under `key` (replacing any); return its size."""
 
     @abstractmethod
-    def get(self, key: str, start: int = 0, end: int | None = None) -> ByteStream:
+    def get(
+        self,
+        key: str,
+        start: int = 0,
+        end: int | None = None,
+        transform: Callable[[bytes], Mapped] | None = None,
+    ) -> AsyncGenerator[bytes | Mapped, None]:
         """Yield the bytes [start, end) of the object; end=None reads to the end."""
 
     @abstractmethod

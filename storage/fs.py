@@ -7,16 +7,16 @@ import io
 import os
 import secrets
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 from storage.base import (
     DEFAULT_CHUNK_SIZE,
-    ByteStream,
     Cleanups,
     InvalidKey,
+    Mapped,
     ObjectNotFound,
     StorageError,
     Store,
@@ -57,7 +57,7 @@ class FsStore(Store):
             raise StorageError(f"cannot use storage root {root}: {exc}") from exc
         self._cleanups = Cleanups()
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put(self, key: str, chunks: AsyncIterable[bytes | bytearray]) -> int:
         check_key(key)
         # The writer's pid in the name: a later start can tell a dead writer's leftovers.
         temp = _Temp(self._tmp / f"{os.getpid()}-{secrets.token_hex(16)}.part")
@@ -65,16 +65,18 @@ class FsStore(Store):
         total = 0
         try:
             await _settled(step)
-            batch: list[bytes] = []
+            batch: list[bytes | bytearray] = []
             pending = 0
             async for chunk in chunks:
                 batch.append(chunk)
                 pending += len(chunk)
                 if pending >= self.chunk_size:  # one thread hop per chunk_size, however fed
-                    step = _run(temp.write, batch)
+                    # One write in flight, in order: the next batch gathers while it runs.
                     await _settled(step)
+                    step = _run(temp.write, batch)
                     total += pending
                     batch, pending = [], 0
+            await _settled(step)
             step = _run(self._commit, temp, key, batch)
             await _settled(step)
         except BaseException:
@@ -82,22 +84,29 @@ class FsStore(Store):
             raise
         return total + pending
 
-    def get(self, key: str, start: int = 0, end: int | None = None) -> ByteStream:
+    def get(
+        self,
+        key: str,
+        start: int = 0,
+        end: int | None = None,
+        transform: Callable[[bytes], Mapped] | None = None,
+    ) -> AsyncGenerator[bytes | Mapped, None]:
         check_key(key)
         check_range(start, end)
-        return self._read(key, start, end)
+        return self._read(key, start, end, transform)
 
-    async def _read(self, key: str, start: int, end: int | None) -> ByteStream:
-        reader = _Reader()
-        step: asyncio.Future[Any] = _run(reader.open, self._jailed(key), key, start, end)
+    async def _read(
+        self, key: str, start: int, end: int | None, transform: Callable[[bytes], Mapped] | None
+    ) -> AsyncGenerator[bytes | Mapped, None]:
+        reader = _Reader(key, transform)
+        step: asyncio.Future[Any] = _run(reader.open, self._jailed(key), start, end)
         try:
             remaining: int = await _settled(step)
             while remaining > 0:
-                step = _run(reader.read, min(self.chunk_size, remaining))
-                data: bytes = await _settled(step)
-                if not data:
-                    raise StorageError(f"{key}: file shrank while being read")
-                remaining -= len(data)
+                size = min(self.chunk_size, remaining)
+                step = _run(reader.read, size)
+                data = await _settled(step)
+                remaining -= size
                 yield data
         finally:
             await self._cleanups.run(step, reader.close)
@@ -139,7 +148,7 @@ class FsStore(Store):
 
         return jailed
 
-    def _commit(self, temp: _Temp, key: str, batch: list[bytes]) -> None:
+    def _commit(self, temp: _Temp, key: str, batch: list[bytes | bytearray]) -> None:
         temp.write(batch)
         assert temp.file is not None
         temp.file.flush()
@@ -220,7 +229,7 @@ class _Temp:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         self.file = os.fdopen(os.open(self.path, flags, 0o600), "wb")
 
-    def write(self, batch: list[bytes]) -> None:
+    def write(self, batch: list[bytes | bytearray]) -> None:
         assert self.file is not None
         for chunk in batch:
             self.file.write(chunk)
@@ -236,24 +245,30 @@ class _Temp:
 class _Reader:
     """An open object file; methods run in worker threads, one at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: str, transform: Callable[[bytes], Any] | None) -> None:
+        self.key = key
+        self.transform = transform
         self.file: io.FileIO | None = None
 
-    def open(self, path: Callable[[], Path], key: str, start: int, end: int | None) -> int:
+    def open(self, path: Callable[[], Path], start: int, end: int | None) -> int:
         """Open and seek to `start`; return how many bytes the clamped range holds."""
         try:
             self.file = io.FileIO(path(), "rb")
         except FileNotFoundError:
-            raise ObjectNotFound(key) from None
+            raise ObjectNotFound(self.key) from None
         size = os.fstat(self.file.fileno()).st_size
         stop = size if end is None else min(end, size)
         pos = min(start, stop)
         self.file.seek(pos)
         return stop - pos
 
-    def read(self, n: int) -> bytes:
+    def read(self, n: int) -> Any:
+        """Exactly n bytes (the caller never asks past the clamped range), transformed."""
         assert self.file is not None
-        return self.file.read(n) or b""
+        data = self.file.read(n) or b""
+        if len(data) != n:
+            raise StorageError(f"{self.key}: file shrank while being read")
+        return self.transform(data) if self.transform else data
 
     def close(self) -> None:
         if self.file is not None:

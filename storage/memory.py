@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 
 from storage.base import (
     DEFAULT_CHUNK_SIZE,
-    ByteStream,
+    Mapped,
     ObjectNotFound,
     Store,
     check_key,
@@ -24,22 +24,31 @@ class MemoryStore(Store):
         self.chunk_size = chunk_size
         self._objects: dict[str, bytes] = {}
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put(self, key: str, chunks: AsyncIterable[bytes | bytearray]) -> int:
         check_key(key)
         data = b"".join([chunk async for chunk in chunks])
         self._objects[key] = data
         return len(data)
 
-    def get(self, key: str, start: int = 0, end: int | None = None) -> ByteStream:
+    def get(
+        self,
+        key: str,
+        start: int = 0,
+        end: int | None = None,
+        transform: Callable[[bytes], Mapped] | None = None,
+    ) -> AsyncGenerator[bytes | Mapped, None]:
         check_key(key)
         check_range(start, end)
-        return self._read(key, start, end)
+        return self._read(key, start, end, transform)
 
-    async def _read(self, key: str, start: int, end: int | None) -> ByteStream:
+    async def _read(
+        self, key: str, start: int, end: int | None, transform: Callable[[bytes], Mapped] | None
+    ) -> AsyncGenerator[bytes | Mapped, None]:
         data = self._lookup(key)
         stop = len(data) if end is None else min(end, len(data))
         for pos in range(start, stop, self.chunk_size):
-            yield data[pos : min(pos + self.chunk_size, stop)]
+            chunk = data[pos : min(pos + self.chunk_size, stop)]
+            yield transform(chunk) if transform else chunk
             await asyncio.sleep(0)  # behave like I/O: let other tasks run between chunks
 
     async def size(self, key: str) -> int:

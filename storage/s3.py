@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,8 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from storage.base import (
     DEFAULT_CHUNK_SIZE,
-    ByteStream,
     Cleanups,
+    Mapped,
     ObjectNotFound,
     StorageError,
     Store,
@@ -136,7 +136,7 @@ class S3Store(Store):
             raise StorageError(message + " (set allow_unsafe_bucket to override)")
         log.warning("%s (allowed by allow_unsafe_bucket)", message)
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put(self, key: str, chunks: AsyncIterable[bytes | bytearray]) -> int:
         name = self._name(key)
         upload = MultipartUpload(self._client, self.bucket, name)
         buf = bytearray()
@@ -163,12 +163,25 @@ class S3Store(Store):
             raise
         return total
 
-    def get(self, key: str, start: int = 0, end: int | None = None) -> ByteStream:
+    def get(
+        self,
+        key: str,
+        start: int = 0,
+        end: int | None = None,
+        transform: Callable[[bytes], Mapped] | None = None,
+    ) -> AsyncGenerator[bytes | Mapped, None]:
         name = self._name(key)
         check_range(start, end)
-        return self._read(key, name, start, end)
+        return self._read(key, name, start, end, transform)
 
-    async def _read(self, key: str, name: str, start: int, end: int | None) -> ByteStream:
+    async def _read(
+        self,
+        key: str,
+        name: str,
+        start: int,
+        end: int | None,
+        transform: Callable[[bytes], Mapped] | None,
+    ) -> AsyncGenerator[bytes | Mapped, None]:
         if end == start:  # a Range cannot be empty; only existence matters
             await self.size(key)
             return
@@ -190,10 +203,11 @@ class S3Store(Store):
                 return
             if "Range" in args and "ContentRange" not in response:
                 raise StorageError("the S3 backend ignored the Range header")
+            body = response["Body"]
             while True:
-                step = self._step(response["Body"].read, self.chunk_size)
-                data: bytes = await self._settled(step, key)
-                if not data:
+                step = self._step(_read_chunk, body, self.chunk_size, transform)
+                data = await self._settled(step, key)
+                if data is None:
                     break
                 yield data
         finally:
@@ -247,6 +261,14 @@ class S3Store(Store):
         call = functools.partial(fn, *args, **kw)
         with _errors(key):
             return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+
+def _read_chunk(body: Any, size: int, transform: Callable[[bytes], Any] | None) -> Any:
+    """The next chunk of a GET's body, transformed in this same pool thread; None at the end."""
+    data: bytes = body.read(size)
+    if not data:
+        return None
+    return transform(data) if transform else data
 
 
 class _InvalidRange(StorageError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 from ephemeral.config import ConfigError, Settings
@@ -59,10 +58,8 @@ class Fingerprint:
     def __init__(self, pepper: bytes) -> None:
         self._mac = hmac.new(pepper, b"content\x00", hashlib.sha256)
 
-    async def feed(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            self._mac.update(chunk)
-            yield chunk
+    def update(self, data: bytes) -> None:
+        self._mac.update(data)
 
     def hexdigest(self) -> str:
         return self._mac.hexdigest()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -20,6 +21,8 @@ HEADER_LEN = 32
 SEALED_SEGMENT = SEGMENT + TAG
 # Storage reads in whole sealed segments (about 1 MiB) never leave a partial one to re-buffer.
 READ_CHUNK = 16 * SEALED_SEGMENT
+# Uploads are sealed in runs of about this much plaintext, one thread hop each.
+BATCH = 16 * SEGMENT
 
 
 class CorruptObject(Exception):
@@ -78,50 +81,89 @@ class Sealer:
 
     A segment is only sealed once more data follows it (or at finish), because the last
     segment carries the last-flag in its nonce: truncation then fails authentication.
+    Segments are encrypted straight into one output buffer per call, and the work releases
+    the GIL, so callers run it in a thread beside the socket reads.
     """
 
     def __init__(self, key: bytes, header: Header | None = None) -> None:
         self.header = header or Header.new()
         self._aad = self.header.pack()
         self._aead = AESGCM(key)
-        self._buffer = bytearray()
+        self._carry = b""  # at most one segment of plaintext, waiting for what follows it
         self._index = 0
         self.plaintext_bytes = 0
 
     def start(self) -> bytes:
         return self._aad
 
-    def update(self, data: bytes) -> bytes:
+    def update(self, data: bytes | bytearray) -> bytearray:
         self.plaintext_bytes += len(data)
-        buffer = self._buffer
-        buffer += data  # one copy into a reused buffer; fresh large allocations page-fault
-        sealed, pos = [], 0
-        with memoryview(buffer) as view:
-            # Strictly more than a segment: the last one waits, it may be the final segment.
-            while len(buffer) - pos > SEGMENT:
-                sealed.append(self._seal(view[pos : pos + SEGMENT], last=False))
-                pos += SEGMENT
-        del buffer[:pos]  # O(1): CPython moves the start of a bytearray
-        return b"".join(sealed)
+        return self._seal_through(memoryview(data), last=False)
 
-    def finish(self) -> bytes:
-        sealed = self._seal(bytes(self._buffer), last=True)
-        self._buffer.clear()
-        return sealed
+    def finish(self) -> bytearray:
+        return self._seal_through(memoryview(b""), last=True)
 
-    def _seal(self, segment: bytes | memoryview, last: bool) -> bytes:
+    def _seal_through(self, data: memoryview, last: bool) -> bytearray:
+        carry = self._carry
+        pending = len(carry) + len(data)
+        if last:  # everything, as at least one segment: an empty object has one empty segment
+            count = max(1, -(-pending // SEGMENT))
+        else:  # strictly more than a segment: the last one waits, it may be the final segment
+            count = max(0, (pending - 1) // SEGMENT)
+        sealed_bytes = min(pending, count * SEGMENT)
+        out = bytearray(sealed_bytes + TAG * count)
+        with memoryview(out) as target:
+            pos = 0  # into data
+            for n in range(count):
+                if n == 0 and carry:  # the one segment that straddles two calls: 64 KiB copied
+                    pos = min(len(data), SEGMENT - len(carry))
+                    segment: bytes | memoryview = carry + data[:pos]
+                else:
+                    segment, pos = data[pos : pos + SEGMENT], pos + SEGMENT
+                at = n * SEALED_SEGMENT
+                self._seal_into(
+                    segment, n == count - 1 and last, target[at : at + len(segment) + TAG]
+                )
+            if count == 0:
+                self._carry = carry + data
+            else:
+                self._carry = bytes(data[pos:]) if not last else b""
+        return out
+
+    def _seal_into(self, segment: bytes | memoryview, last: bool, target: memoryview) -> None:
         nonce = _nonce(self.header.nonce_prefix, self._index, last)
         self._index += 1
-        return self._aead.encrypt(nonce, segment, self._aad)
+        self._aead.encrypt_into(nonce, segment, self._aad, target)
 
 
-async def seal_chunks(sealer: Sealer, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Encrypt an async stream of plaintext chunks into an EMS1 byte stream."""
+async def seal_chunks(
+    sealer: Sealer,
+    chunks: AsyncIterable[bytes],
+    observe: Callable[[bytes], None] | None = None,
+) -> AsyncIterator[bytes | bytearray]:
+    """Encrypt an async stream of plaintext chunks into an EMS1 byte stream.
+
+    Chunks are gathered into runs of about BATCH bytes, each sealed (and first shown to
+    `observe`, e.g. a content hash) in one thread hop: the event loop only collects bytes."""
+    loop = asyncio.get_running_loop()
+
+    def seal(run: list[bytes]) -> bytearray:
+        data = run[0] if len(run) == 1 else b"".join(run)
+        if observe is not None:
+            observe(data)
+        return sealer.update(data)
+
     yield sealer.start()
+    run: list[bytes] = []
+    size = 0
     async for chunk in chunks:
-        sealed = sealer.update(chunk)
-        if sealed:
-            yield sealed
+        run.append(chunk)
+        size += len(chunk)
+        if size >= BATCH:
+            yield await loop.run_in_executor(None, seal, run)
+            run, size = [], 0
+    if run:
+        yield await loop.run_in_executor(None, seal, run)
     yield sealer.finish()
 
 
@@ -155,7 +197,10 @@ def locate(start: int, end: int, size: int) -> SealedRange:
 
 
 class Opener:
-    """Decrypts consecutive sealed segments of one object, verifying each tag before output."""
+    """Decrypts consecutive sealed segments of one object, verifying each tag before output.
+
+    Each call decrypts straight into one fresh buffer (no per-segment bytes, no join), and
+    the work releases the GIL, so callers run it in a thread beside the socket writes."""
 
     def __init__(self, key: bytes, header_bytes: bytes, size: int, first_segment: int) -> None:
         self._header = Header.parse(header_bytes)
@@ -163,72 +208,68 @@ class Opener:
         self._aead = AESGCM(key)
         self._last_index = segment_count(size) - 1
         self._index = first_segment
-        self._buffer = bytearray()
+        self._carry = b""  # a partial sealed segment waiting for the rest of its bytes
 
-    def update(self, data: bytes) -> Iterator[bytes]:
-        if not self._buffer:  # the usual case: whole segments, no copy at all
-            view, pos = memoryview(data), 0
-            while len(data) - pos >= SEALED_SEGMENT:
-                yield self._open(view[pos : pos + SEALED_SEGMENT])
-                pos += SEALED_SEGMENT
-            self._buffer += view[pos:]
-            return
-        buffer = self._buffer
-        buffer += data
-        opened, pos = [], 0
-        with memoryview(buffer) as view:
-            while len(buffer) - pos >= SEALED_SEGMENT:
-                opened.append(self._open(view[pos : pos + SEALED_SEGMENT]))
-                pos += SEALED_SEGMENT
-        del buffer[:pos]
-        yield from opened
+    def update(self, data: bytes) -> bytearray:
+        """The plaintext of every whole sealed segment so far; a partial one waits."""
+        if self._carry:  # storage reads come in whole segments, so this is rare
+            data, self._carry = self._carry + data, b""
+        whole = len(data) // SEALED_SEGMENT * SEALED_SEGMENT
+        self._carry = bytes(data[whole:])
+        return self._open_all(memoryview(data)[:whole])
 
-    def finish(self) -> Iterator[bytes]:
-        if self._buffer:
-            yield self._open(bytes(self._buffer))
-            self._buffer.clear()
+    def finish(self) -> bytearray:
+        """The short last segment, if the object ends in one."""
+        carry, self._carry = self._carry, b""
+        return self._open_all(memoryview(carry)) if carry else bytearray()
 
-    def _open(self, sealed: bytes | memoryview) -> bytes:
+    def _open_all(self, sealed: memoryview) -> bytearray:
+        count = -(-len(sealed) // SEALED_SEGMENT)
+        out = bytearray(len(sealed) - TAG * count)
+        with memoryview(out) as target:
+            for n in range(count):
+                segment = sealed[n * SEALED_SEGMENT : (n + 1) * SEALED_SEGMENT]
+                self._open_into(segment, target[n * SEGMENT : n * SEGMENT + len(segment) - TAG])
+        return out
+
+    def _open_into(self, sealed: memoryview, target: memoryview) -> None:
         last = self._index == self._last_index
         nonce = _nonce(self._header.nonce_prefix, self._index, last)
         self._index += 1
         try:
-            return self._aead.decrypt(nonce, sealed, self._aad)
+            self._aead.decrypt_into(nonce, sealed, self._aad, target)
         except InvalidTag as exc:
             raise CorruptObject("segment failed authentication") from exc
 
 
 async def open_range(
-    key: bytes,
-    header_bytes: bytes,
-    size: int,
-    start: int,
-    end: int,
-    read: AsyncIterator[bytes],
-    first_segment: int,
-    skip: int,
-) -> AsyncIterator[bytes]:
-    """Decrypt a located ciphertext run (from `read`) and emit exactly plaintext [start, end)."""
-    opener = Opener(key, header_bytes, size, first_segment)
-    remaining = end - start
+    opener: Opener, skip: int, length: int, opened: AsyncIterator[bytes | bytearray]
+) -> AsyncGenerator[bytearray, None]:
+    """Emit exactly `length` plaintext bytes after the first `skip` of a located run.
 
-    def trim(plain: bytes) -> bytes:
+    `opened` carries the run's Opener.update outputs in order: whoever reads the ciphertext
+    decrypts it in the same thread (Store.get's transform), so this only trims."""
+    remaining = length
+
+    def trim(opened: bytes | bytearray) -> bytearray:
         nonlocal skip, remaining
-        if skip:
-            plain = plain[skip:]
+        # Opener.update's own buffer; bytes only from a caller that decrypted some other way.
+        plain = opened if isinstance(opened, bytearray) else bytearray(opened)
+        if skip and plain:  # the first segment's output; a short read may have none yet
+            del plain[:skip]  # O(1): CPython moves the start of a bytearray
             skip = 0
-        if len(plain) > remaining:  # slicing copies: only when the range ends inside
-            plain = plain[:remaining]
+        if len(plain) > remaining:
+            del plain[remaining:]
         remaining -= len(plain)
         return plain
 
-    async for chunk in read:
-        out = b"".join(trim(plain) for plain in opener.update(chunk))
+    async for plain in opened:
+        out = trim(plain)
         if out:
             yield out
         if remaining <= 0:
             return
-    out = b"".join(trim(plain) for plain in opener.finish())
+    out = trim(opener.finish())
     if out:
         yield out
     if remaining > 0:
@@ -239,5 +280,4 @@ def open_bytes(key: bytes, sealed: bytes) -> bytes:
     """Decrypt a whole EMS1 object held in memory (small objects and tests)."""
     size = plaintext_size(len(sealed))
     opener = Opener(key, sealed[:HEADER_LEN], size, 0)
-    out = b"".join(opener.update(sealed[HEADER_LEN:]))
-    return out + b"".join(opener.finish())
+    return bytes(opener.update(sealed[HEADER_LEN:]) + opener.finish())

@@ -152,7 +152,7 @@ async def _serve(
 
 
 async def _write_all(
-    response: web.StreamResponse, stream: Stream, first: bytes, rest: AsyncIterator[bytes]
+    response: web.StreamResponse, stream: Stream, first: bytearray, rest: AsyncIterator[bytearray]
 ) -> None:
     await response.write(first)
     stream.sent += len(first)

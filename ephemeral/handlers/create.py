@@ -113,7 +113,7 @@ async def _upload(
     await svc.media.reserve_object(media_id, object_key, limits.upload_deadline + 60)
     try:
         content = svc.abuse.fingerprint()
-        sealed = await svc.vault.seal(object_key, dek, content.feed(incoming.chunks()))
+        sealed = await svc.vault.seal(object_key, dek, incoming.chunks(), content.update)
         await upload.expect_end(reader)
         await svc.abuse.admit(sender, media_id, meta, content, sealed.size)
         body = await _record(svc, sender, meta, media_id, dek, incoming.sniffed.kind, sealed)

@@ -115,7 +115,7 @@ def child_argv(sniffed: Sniffed, limits: AvLimits) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def normalise_av(
-    chunks: AsyncIterable[bytes], sniffed: Sniffed, limits: AvLimits
+    chunks: AsyncIterable[bytes | bytearray], sniffed: Sniffed, limits: AvLimits
 ) -> AsyncIterator[NormalisedStream]:
     """Probe, check and re-encode (or remux) in a boxed child; yields once the output is
     accepted. Anything about the input raises MediaRejected (an error of `chunks` itself, or

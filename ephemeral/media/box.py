@@ -22,7 +22,7 @@ Mode = Literal["unshare", "shm"]
 MODE_ENV = "EPHEMERAL_BOX_MODE"  # forces a mode (tests, or a host where the probe misleads)
 
 Sink = Callable[[bytes], Awaitable[None]]
-Stdin = bytes | AsyncIterable[bytes] | None
+Stdin = bytes | AsyncIterable[bytes | bytearray] | None
 
 _CHUNK = 64 * 1024
 _STDERR_CAP = 64 * 1024

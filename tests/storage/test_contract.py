@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -180,6 +181,38 @@ async def test_abandoned_reads_release_everything(store: Store) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await read(store, "k") == data
+
+
+async def test_transform_runs_on_each_chunk_off_the_event_loop(store: Store) -> None:
+    data = payload(3 * CHUNK + 17)
+    await store.put("k", feed(data))
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+
+    def reverse(chunk: bytes) -> bytes:
+        threads.add(threading.get_ident())
+        return chunk[::-1]
+
+    got = [chunk async for chunk in store.get("k", 5, len(data) - 3, reverse)]
+    raw = [chunk async for chunk in store.get("k", 5, len(data) - 3)]
+    assert got == [chunk[::-1] for chunk in raw] and b"".join(raw) == data[5:-3]
+    if not isinstance(store, MemoryStore):  # the real backends read in threads
+        assert loop_thread not in threads
+
+
+async def test_transform_errors_pass_through_and_release(store: Store) -> None:
+    data = payload(4 * CHUNK)
+    await store.put("k", feed(data))
+
+    def refuse(chunk: bytes) -> bytes:
+        raise Boom("bad chunk")
+
+    with pytest.raises(Boom):
+        async for _ in store.get("k", 0, None, refuse):
+            pass
+    assert await read(store, "k") == data
+    await store.delete("k")  # nothing (an open file, a connection) holds the object
+    assert not await store.exists("k")
 
 
 async def rejects(store: Store, key: str) -> bool:
