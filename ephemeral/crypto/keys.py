@@ -117,3 +117,17 @@ def recipient_context(media_id: str, recipient: str) -> str:
 
 def lease_context(view_id: str) -> str:
     return f"lease\x00{view_id}"
+
+
+def lease_wrapped_key(lease: str, view_id: str, recipient_key: bytes) -> str:
+    """The recipient's wrap key under the lease key: the redeem needs no read of the wrapped
+    DEK first, and the lease row pairs this with a copy of the recipient's wrapped DEK."""
+    return b64(wrap(lease_wrap_key(lease, view_id), recipient_key, lease_context(view_id)))
+
+
+def lease_dek(
+    lease: str, view_id: str, media_id: str, recipient: str, wrapped: str, recipient_wrapped: str
+) -> bytes:
+    """The DEK a lease opens: the lease key opens the recipient's wrap key, which opens it."""
+    recipient_key = unwrap(lease_wrap_key(lease, view_id), unb64(wrapped), lease_context(view_id))
+    return unwrap(recipient_key, unb64(recipient_wrapped), recipient_context(media_id, recipient))

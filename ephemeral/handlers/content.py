@@ -132,8 +132,8 @@ async def _serve(
         await response.prepare(request)
         return response
 
-    dek = kc.unwrap(
-        kc.lease_wrap_key(lease, view_id), kc.unb64(grant.wrapped_key), kc.lease_context(view_id)
+    dek = kc.lease_dek(
+        lease, view_id, media_id, grant.recipient, grant.wrapped_key, grant.recipient_wrapped
     )
     plaintext = svc.vault.open(grant.object_key, grant.header, dek, size, start, end)
     async with contextlib.aclosing(plaintext) as chunks:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from typing import Any
@@ -43,8 +42,10 @@ class Opened:
         self.verifier = kc.token_verifier(secret, lookup)
 
 
-async def _verify_token(svc: Services, body: dict[str, Any]) -> tuple[Opened, str]:
-    """The secret is checked before any state is read: unknown and wrong both get one 404."""
+async def _open_token(svc: Services, body: dict[str, Any]) -> Opened:
+    """Which recipient a token names. Its secret is checked by the peek or redeem script,
+    first of all, in the same call that reads or changes anything else: unknown and wrong
+    both get one 404."""
     token = body.get("token")
     parsed = kc.parse_token(token) if isinstance(token, str) else None
     if parsed is None:
@@ -53,11 +54,7 @@ async def _verify_token(svc: Services, body: dict[str, Any]) -> tuple[Opened, st
     found = await svc.views.resolve(lookup)
     if found is None:
         raise not_found("unknown or invalid link")
-    opened = Opened(found[0], found[1], secret, lookup)
-    stored_verifier, wrapped = await svc.views.credentials(opened.media_id, opened.recipient)
-    if not stored_verifier or not kc.constant_time_equal(stored_verifier, opened.verifier):
-        raise not_found("unknown or invalid link")
-    return opened, wrapped
+    return Opened(found[0], found[1], secret, lookup)
 
 
 def _refusal(outcome: str, extra: dict[str, Any] | None = None) -> ServiceError:
@@ -85,7 +82,7 @@ def _refusal(outcome: str, extra: dict[str, Any] | None = None) -> ServiceError:
 async def peek(request: web.Request) -> web.Response:
     svc = services(request)
     body = await read_small_json(request, BODY_LIMIT)
-    opened, _ = await _verify_token(svc, body)
+    opened = await _open_token(svc, body)
     subject = await recipient_subject(svc, request, opened.media_id)
     result = await svc.views.peek(opened.media_id, opened.recipient, opened.verifier, subject)
     if result[0] != "ok":
@@ -143,21 +140,13 @@ async def redeem(request: web.Request) -> web.Response:
     svc = services(request)
     body = await read_small_json(request, BODY_LIMIT)
     redeem_id, device = _redeem_args(body)
-    opened, wrapped = await _verify_token(svc, body)
+    opened = await _open_token(svc, body)
     subject = await recipient_subject(svc, request, opened.media_id)
     mid, rid = opened.media_id, opened.recipient
     view_id = VIEW_PREFIX + mid[2:] + kc.random_id(16)
     lease = kc.lease_secret(opened.secret, view_id)
-    lease_wrapped, dek = "", b""
-    if wrapped:
-        dek = kc.unwrap(
-            kc.recipient_wrap_key(opened.secret, mid, rid),
-            kc.unb64(wrapped),
-            kc.recipient_context(mid, rid),
-        )
-        lease_wrapped = kc.b64(
-            kc.wrap(kc.lease_wrap_key(lease, view_id), dek, kc.lease_context(view_id))
-        )
+    recipient_key = kc.recipient_wrap_key(opened.secret, mid, rid)
+    lease_wrapped = kc.lease_wrapped_key(lease, view_id, recipient_key)
     result = await svc.views.redeem(
         mid,
         rid,
@@ -173,33 +162,38 @@ async def redeem(request: web.Request) -> web.Response:
         if not await confirm(svc.redis, svc.settings.redis.durability):
             raise unavailable("the redemption could not be confirmed durable; no lease given")
         metrics.observe_view(result.shown.get("kind", ""))
-        return await _granted(request, svc, mid, dataclasses.replace(result, dek=dek), lease, 201)
+        return await _granted(request, svc, opened, recipient_key, result, lease, 201)
     if result.outcome == "replayed":
         lease = kc.lease_secret(opened.secret, result.view_id)
-        return await _granted(request, svc, mid, result, lease, status=200)
+        return await _granted(request, svc, opened, recipient_key, result, lease, status=200)
     extra = {"opened_at": iso(result.opened_at)} if result.opened_at else None
     raise _refusal(result.outcome, extra)
 
 
 async def _granted(
-    request: web.Request, svc: Services, mid: str, result: Redeemed, lease: str, status: int
+    request: web.Request,
+    svc: Services,
+    opened: Opened,
+    recipient_key: bytes,
+    result: Redeemed,
+    lease: str,
+    status: int,
 ) -> web.Response:
-    view_id = result.view_id
+    mid, rid, view_id = opened.media_id, opened.recipient, result.view_id
     settings = svc.settings
-    lease_key = kc.lease_wrap_key(lease, view_id)
     if status == 201:  # fresh: the script returned everything the viewer needs
         media, views_left, max_left = result.shown, result.views_left, result.lease_max_ms // 1000
-        wrapped = ""
+        recipient_wrapped = result.recipient_wrapped
     else:  # a retried redeem: read the live lease back
         lease_row = await svc.views.lease_state(mid, view_id)
         media = await svc.views.shown(mid)
-        row = await typed.hget(svc.redis, svc.keys.recipient(mid, lease_row.get("rid", "")), "vl")
+        recipient_wrapped = lease_row.get("dk", "")
+        row = await typed.hget(svc.redis, svc.keys.recipient(mid, rid), "vl")
         views_left = int(row or 0)
         max_left = max(0, int(lease_row.get("max_until", "0")) - int(time.time() * 1000)) // 1000
-        wrapped = lease_row.get("wk", "")
     caption = ""
     if media["caption"]:
-        dek = result.dek or kc.unwrap(lease_key, kc.unb64(wrapped), kc.lease_context(view_id))
+        dek = kc.unwrap(recipient_key, kc.unb64(recipient_wrapped), kc.recipient_context(mid, rid))
         caption = kc.unwrap(dek, kc.unb64(media["caption"]), f"caption\x00{mid}").decode()
     response = json_response(
         {

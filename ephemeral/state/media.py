@@ -165,20 +165,17 @@ class MediaRepo:
             + (new.replay_window + self.lease_max + self.receipts_ttl) * 1000
             - int(time.time() * 1000)
         )
+        index_args = [new.id, created_ms, keep_ms]
         async with self.redis.pipeline(transaction=False) as pipe:
             for r in new.recipients:
                 pipe.set(k.lookup(r.lookup), f"{new.id} {r.id}", px=keep_ms)
             if new.upload is not None:
                 pipe.set(k.upload_lookup(new.upload.lookup), new.id, px=keep_ms)
             owner = k.owner_media(new.tenant, new.sender)
-            pipe.zadd(owner, {new.id: created_ms})
-            pipe.pexpire(owner, keep_ms, gt=True)
-            pipe.pexpire(owner, keep_ms, nx=True)
+            await self.scripts.queue(pipe, "index_keep", [owner], index_args)
             for r in new.recipients:
                 received = k.recipient_media(new.tenant, r.id)
-                pipe.zadd(received, {new.id: created_ms})
-                pipe.pexpire(received, keep_ms, gt=True)
-                pipe.pexpire(received, keep_ms, nx=True)
+                await self.scripts.queue(pipe, "index_keep", [received], index_args)
             await pipe.execute()
         upload_ms = int(result[5]) if len(result) > 5 and result[5] else None
         return Created(created_ms, expires_ms, upload_ms)

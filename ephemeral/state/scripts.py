@@ -6,6 +6,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 NAMES = (
@@ -37,6 +38,7 @@ NAMES = (
     "idem_link",
     "upload_claim",
     "upload_commit",
+    "index_keep",
 )
 
 
@@ -56,3 +58,7 @@ class Scripts:
     async def run(self, name: str, keys: list[str], args: list[Any]) -> list[str]:
         result = await self._scripts[name](keys=keys, args=args)
         return list(result) if isinstance(result, list) else [result]
+
+    async def queue(self, pipe: Pipeline, name: str, keys: list[str], args: list[Any]) -> None:
+        """Add a call to a pipeline; its execute() loads the script first if Redis lacks it."""
+        await self._scripts[name](keys=keys, args=args, client=pipe)

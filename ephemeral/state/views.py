@@ -36,7 +36,7 @@ class Redeemed:
     lease_max_ms: int = 0
     opened_at: str = ""
     shown: dict[str, str] = field(default_factory=dict)  # what the viewer needs to show it
-    dek: bytes = b""  # set by the handler, which unwrapped it; never stored
+    recipient_wrapped: str = ""  # the recipient's wrapped DEK, for the caption
 
 
 SHOWN = ("kind", "mime", "size", "width", "height", "duration", "caption", "capture")
@@ -45,12 +45,14 @@ SHOWN = ("kind", "mime", "size", "width", "height", "duration", "caption", "capt
 @dataclass(frozen=True)
 class LeaseGrant:
     outcome: str  # ok | not-found | ended | budget | busy
-    wrapped_key: str = ""
+    wrapped_key: str = ""  # the recipient's wrap key under the lease key
     object_key: str = ""
     header: str = ""
     size: int = 0
     mime: str = ""
     remaining_ms: int = 0
+    recipient_wrapped: str = ""  # the recipient's wrapped DEK
+    recipient: str = ""
 
 
 class ViewRepo:
@@ -69,12 +71,6 @@ class ViewRepo:
             return None
         media_id, recipient = value.split(" ", 1)
         return media_id, recipient
-
-    async def credentials(self, media_id: str, recipient: str) -> tuple[str, str]:
-        vf, wk = await typed.hmget(
-            self.redis, self.keys.recipient(media_id, recipient), ["vf", "wk"]
-        )
-        return vf or "", wk or ""
 
     async def shown(self, media_id: str) -> dict[str, str]:
         values = await typed.hmget(self.redis, self.keys.media(media_id), list(SHOWN))
@@ -157,7 +153,14 @@ class ViewRepo:
         if outcome == "ok":
             await self.media.schedule(media_id, result[4], result[5])
             shown = dict(zip(SHOWN, result[6:14], strict=True))
-            return Redeemed("ok", result[1], int(result[2]), int(result[3]), shown=shown)
+            return Redeemed(
+                "ok",
+                result[1],
+                int(result[2]),
+                int(result[3]),
+                shown=shown,
+                recipient_wrapped=result[14],
+            )
         if outcome == "replayed":
             return Redeemed("replayed", result[1])
         if outcome == "already-viewed":
@@ -191,7 +194,15 @@ class ViewRepo:
         if result[0] != "ok":
             return LeaseGrant(result[0])
         return LeaseGrant(
-            "ok", result[1], result[2], result[3], int(result[4]), result[5], int(result[6])
+            "ok",
+            result[1],
+            result[2],
+            result[3],
+            int(result[4]),
+            result[5],
+            int(result[6]),
+            result[7],
+            result[8],
         )
 
     async def touch(

@@ -31,6 +31,13 @@ async def test_every_script_call_hashes_to_one_slot(
         return await original(self, name, keys, args)
 
     monkeypatch.setattr(Scripts, "run", recording)
+    queue = Scripts.queue
+
+    async def queued(self: Scripts, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
+        calls.append((name, list(keys), list(args)))  # a call in a pipeline: its own slot too
+        await queue(self, pipe, name, keys, args)
+
+    monkeypatch.setattr(Scripts, "queue", queued)
     service_key = new_service_key()  # the default tenant's backend, for the erasure
     auth_settings = dataclasses.replace(
         settings.auth, service_key_hashes=service_key_hash(service_key)

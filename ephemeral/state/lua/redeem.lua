@@ -1,6 +1,9 @@
 -- Exactly-once redemption. KEYS: media, recipient, timers, outbox.
 -- ARGV: verifier, sub, rid, lprefix, view_id, lease_verifier, lease_wk, redeem_id, device,
 --       lease_idle_ms, lease_floor_ms, lease_factor, budget_factor.
+-- lease_wk is the recipient's wrap key wrapped under the lease key; the lease row keeps it
+-- beside a copy of the recipient's wrapped DEK ('dk'), so the caller needs no read of its own
+-- before this script: the lease opens the wrap key, the wrap key opens the DEK.
 local mkey, rkey, timers, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local verifier, sub, rid, lprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local view_id, lease_vf, lease_wk, redeem_id, device = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -33,7 +36,8 @@ if vl == 0 or m[1] == 'purged' then
   return {'already-viewed', r[4] or ''}
 end
 if m[1] ~= 'ready' then return {'media-processing'} end
-if lease_wk == '' then return {'already-viewed', r[4] or ''} end
+local dk = redis.call('HGET', rkey, 'wk')
+if not dk then return {'already-viewed', r[4] or ''} end
 
 vl = vl - 1
 vu = vu + 1
@@ -60,7 +64,7 @@ end_lease(mkey, rkey, timers, lprefix, r0[1])
 local size = num(m[3])
 local max_ms = math.max(floor_ms, math.floor(factor * num(m[4]) * 1000))
 local lkey = lprefix .. view_id
-redis.call('HSET', lkey, 'rid', rid, 'lv', lease_vf, 'wk', lease_wk,
+redis.call('HSET', lkey, 'rid', rid, 'lv', lease_vf, 'wk', lease_wk, 'dk', dk,
   'idle_until', tostring(now + idle_ms), 'max_until', tostring(now + max_ms),
   'bytes', '0', 'budget', tostring(budget_factor * size), 'started', tostring(now))
 redis.call('PEXPIREAT', lkey, now + max_ms + 660000)  -- + the 10-minute report window
@@ -74,4 +78,5 @@ local shown = redis.call('HMGET', mkey, 'kind', 'mime', 'size', 'width', 'height
   'caption', 'capture')
 local out = {'ok', view_id, tostring(vl), tostring(max_ms), due[1], due[2]}
 for i = 1, 8 do out[6 + i] = shown[i] or '' end
+out[15] = dk
 return out
