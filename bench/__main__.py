@@ -147,8 +147,13 @@ def report(figures: dict[str, Figure], size: int, elapsed: float) -> None:
             1.2,
         ),
         ("group upload, 250 recipients vs 1 (s)", "group_250", "group_1", 1.3),
-        ("API RSS growth, 1 GiB view vs 10 MiB (MiB)", "rss_view_1g", "rss_view_10m", 1.1),
-        ("API RSS growth, 1 GiB upload vs 10 MiB (MiB)", "rss_upload_1g", "rss_upload_10m", 1.1),
+        ("API peak RSS, 1 GiB view vs 10 MiB (MiB)", "rss_view_1g_peak", "rss_view_10m_peak", 1.1),
+        (
+            "API peak RSS, 1 GiB upload vs 10 MiB (MiB)",
+            "rss_upload_1g_peak",
+            "rss_upload_10m_peak",
+            1.1,
+        ),
     ]
     lines = [
         f"# ephemeral bench ({platform.machine()}, {os.cpu_count()} cores, "
@@ -169,8 +174,11 @@ def report(figures: dict[str, Figure], size: int, elapsed: float) -> None:
         "",
         "The view is measured on a large object sealed directly with the worker's own vault code,",
         "since normalisation would shrink a real photo; ingest runs on an API with no worker.",
+        "Memory is flat when a 1 GiB transfer grows the API process by at most 64 MiB (the growth",
+        "lines below) and its peak RSS stays within 1.1x of the peak for 10 MiB (the growth for",
+        "10 MiB is near 0 MiB, so growth alone makes no ratio).",
         "",
-        "Physical limits in this run:",
+        "Physical limits and context in this run:",
         "",
     ]
     for key in (
@@ -178,6 +186,11 @@ def report(figures: dict[str, Figure], size: int, elapsed: float) -> None:
         "loopback_tcp",
         "raw_copy",
         "raw_redis_script",
+        "view_cpu",
+        "rss_view_1g",
+        "rss_view_10m",
+        "rss_upload_1g",
+        "rss_upload_10m",
         "group_key_floor",
         "remux",
         "worker_rss_growth",

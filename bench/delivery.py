@@ -18,8 +18,8 @@ import aiohttp
 from bench.delivery_flows import (
     boto3_figure,
     curl_figure,
-    rss_upload_figure,
-    rss_view_figure,
+    rss_upload_figures,
+    rss_view_figures,
     stored_object,
     ttfb_figures,
     view_figure,
@@ -33,7 +33,7 @@ from bench.delivery_servers import (
     settings_for,
 )
 from bench.flows import JWT_KEY, Api
-from bench.harness import REPEATS, Figure, file_of, free_port, process, python
+from bench.harness import REPEATS, Figure, cpu_seconds, file_of, free_port, process, python
 from ephemeral.auth import Authenticator
 from ephemeral.embedded_redis import EmbeddedRedis
 
@@ -54,7 +54,8 @@ def repeats_for(size_mib: int) -> int:
 def measure(work: Path) -> dict[str, Figure]:
     """All delivery figures, keyed: view_nginx/baseline_nginx, view_s3/baseline_s3 (MiB/s);
     ttfb/baseline_ttfb (ms, every sample, p99 in the name), ttfb_p99/baseline_ttfb_p99;
-    rss_upload_1g/_10m, rss_view_1g/_10m (MiB); size_{1,10,100,1000}_{ours,nginx,aiohttp}
+    rss_upload_1g/_10m, rss_view_1g/_10m (growth, MiB) and each with _peak (peak RSS, MiB);
+    view_cpu (ms of our process's CPU per MiB viewed); size_{1,10,100,1000}_{ours,nginx,aiohttp}
     (MiB/s). Also writes the throughput-by-size chart to bench/results/throughput.png."""
     root = work / "delivery"
     (root / "files").mkdir(parents=True, exist_ok=True)
@@ -86,6 +87,7 @@ async def _measure(root: Path) -> dict[str, Figure]:
                     api = Api(url, session, bearer)
                     for n, plain in plains.items():
                         reps = repeats_for(n)
+                        cpu_before = cpu_seconds(pid)
                         figures[f"size_{n}_ours"] = await view_figure(
                             f"our view (redeem + decrypt + stream), {n} MiB, fs",
                             api,
@@ -93,6 +95,13 @@ async def _measure(root: Path) -> dict[str, Figure]:
                             plain,
                             reps,
                         )
+                        if n == VIEW_SIZE:  # the warm-up view counts too: reps + 1 views
+                            used = cpu_seconds(pid) - cpu_before
+                            figures["view_cpu"] = Figure(
+                                f"our API process's CPU per MiB viewed ({n} MiB, fs, all threads)",
+                                "ms",
+                                [used * 1000 / ((reps + 1) * n)],
+                            )
                         figures[f"size_{n}_nginx"] = curl_figure(
                             f"nginx sendfile, {n} MiB", f"{nginx_url}/{plain.name}", n * MiB, reps
                         )
@@ -112,8 +121,8 @@ async def _measure(root: Path) -> dict[str, Figure]:
                             plains[n].unlink()  # disk: only what is still measured stays
                     for n, key in ((SMALL, "rss_view_10m"), (BIG, "rss_view_1g")):
                         plain = file_of(files / f"rss_{n}.bin", n * MiB)
-                        figures[key] = await rss_view_figure(
-                            f"API peak RSS growth during a {n} MiB view",
+                        figures[key], figures[f"{key}_peak"] = await rss_view_figures(
+                            f"API process, a {n} MiB view",
                             api,
                             settings,
                             plain,
@@ -123,8 +132,8 @@ async def _measure(root: Path) -> dict[str, Figure]:
             with running_ours(settings, limit, worker=False) as (url, pid):
                 for n, key in ((SMALL, "rss_upload_10m"), (BIG, "rss_upload_1g")):
                     photo = jpeg_of(files / f"rss_{n}.bin", files / f"photo_{n}.jpg")
-                    figures[key] = rss_upload_figure(
-                        f"API peak RSS growth during a {n} MiB upload (no worker)",
+                    figures[key], figures[f"{key}_peak"] = rss_upload_figures(
+                        f"API process (no worker), a {n} MiB upload",
                         url,
                         bearer,
                         photo,

@@ -31,23 +31,29 @@ async def sealed_tokens(api: Api, settings: Settings, plain: Path, count: int) -
     return tokens
 
 
-async def view_mib_s(api: Api, token: str, size: int, rss: int | None = None) -> float:
-    """Redeem + curl's own transfer time of the content, as flows.run_all times a view.
-    With `rss`, returns the API process's peak RSS growth (MiB) during the view instead."""
-    started = time.perf_counter()
-    view = await api.redeem(token)
-    redeem_seconds = time.perf_counter() - started
-    args = [
+def _content_args(api: Api, view: dict[str, str]) -> list[str]:
+    return [
         *CURL_LIMIT,
         "-H",
         f"Authorization: Lease {view['lease']}",
         f"{api.url}/v1/views/{view['view_id']}/content",
     ]
-    if rss is not None:
-        with RssPeak(rss) as peak:
-            await asyncio.to_thread(curl_seconds, args)
-        return peak.growth
-    return size / MiB / (redeem_seconds + curl_seconds(args))
+
+
+async def view_mib_s(api: Api, token: str, size: int) -> float:
+    """Redeem + curl's own transfer time of the content, as flows.run_all times a view."""
+    started = time.perf_counter()
+    view = await api.redeem(token)
+    redeem_seconds = time.perf_counter() - started
+    return size / MiB / (redeem_seconds + curl_seconds(_content_args(api, view)))
+
+
+async def view_rss(api: Api, token: str, pid: int) -> RssPeak:
+    """The API process's RSS while it serves one whole view (redeemed first, untimed)."""
+    view = await api.redeem(token)
+    with RssPeak(pid) as peak:
+        await asyncio.to_thread(curl_seconds, _content_args(api, view))
+    return peak
 
 
 async def view_figure(name: str, api: Api, settings: Settings, plain: Path, repeats: int) -> Figure:
@@ -139,25 +145,33 @@ async def boto3_figure(
     return Figure(name, "MiB/s", samples)
 
 
-async def rss_view_figure(
+def rss_figures(name: str, peaks: list[RssPeak]) -> tuple[Figure, Figure]:
+    """(growth over the idle RSS, peak RSS): flat means the growth stays small and the peak
+    for 1 GiB stays within 1.1x of the peak for 10 MiB (a growth near 0 makes no ratio)."""
+    return (
+        Figure(f"{name}: peak RSS growth", "MiB", [p.growth for p in peaks]),
+        Figure(f"{name}: peak RSS", "MiB", [p.peak for p in peaks]),
+    )
+
+
+async def rss_view_figures(
     name: str, api: Api, settings: Settings, plain: Path, pid: int, repeats: int
-) -> Figure:
+) -> tuple[Figure, Figure]:
     tokens = await sealed_tokens(api, settings, plain, repeats + 1)
-    size = plain.stat().st_size
-    await view_mib_s(api, tokens[0], size, rss=pid)  # warm-up
-    return Figure(name, "MiB", [await view_mib_s(api, t, size, rss=pid) for t in tokens[1:]])
+    await view_rss(api, tokens[0], pid)  # warm-up
+    return rss_figures(name, [await view_rss(api, t, pid) for t in tokens[1:]])
 
 
-def rss_upload_figure(
+def rss_upload_figures(
     name: str, url: str, token: str, photo: Path, pid: int, repeats: int
-) -> Figure:
-    """Peak RSS growth of the API process during a curl -F upload (no worker runs)."""
+) -> tuple[Figure, Figure]:
+    """The API process's RSS during a curl -F upload (no worker runs)."""
     args = [*CURL_LIMIT, *curl_upload_args(url, token, photo)]
 
-    def once() -> float:
+    def once() -> RssPeak:
         with RssPeak(pid) as peak:
             curl_seconds(args)
-        return peak.growth
+        return peak
 
     once()  # warm-up
-    return Figure(name, "MiB", [once() for _ in range(repeats)])
+    return rss_figures(name, [once() for _ in range(repeats)])
