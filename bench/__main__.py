@@ -127,6 +127,7 @@ def report(figures: dict[str, Figure], size: int, elapsed: float) -> None:
     rows = [
         ("upload ingest (multipart, encrypted, stored)", "upload", "baseline_upload", 0.7),
         ("upload ingest vs raw file copy", "upload", "raw_copy", None),
+        ("upload ingest vs the baseline made durable", "upload", "baseline_upload_fsync", None),
         ("view: redeem + decrypt + stream", "view", "baseline_view", 0.8),
         ("view vs raw file copy", "view", "raw_copy", None),
         ("redeem rate, one API process", "redeem_rate", "baseline_redeem_rate", 0.5),
