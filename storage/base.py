@@ -70,6 +70,13 @@ class Store(ABC):
 
     chunk_size: int = DEFAULT_CHUNK_SIZE
 
+    @property
+    def first_chunk_size(self) -> int:
+        """The first chunk of a read is a sixteenth of the rest: a viewer's first byte does not
+        wait for a whole chunk to be read (and decrypted). With the service's chunk of 16
+        sealed segments, it is exactly one segment, so the following reads stay aligned."""
+        return max(1, self.chunk_size // 16)
+
     @abstractmethod
     async def put(self, key: str, chunks: AsyncIterable[bytes | bytearray]) -> int:
         """Stream `chunks` into a new object under `key` (replacing any); return its size."""

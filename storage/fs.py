@@ -102,8 +102,9 @@ class FsStore(Store):
         step: asyncio.Future[Any] = _run(reader.open, self._jailed(key), start, end)
         try:
             remaining: int = await _settled(step)
+            want = self.first_chunk_size
             while remaining > 0:
-                size = min(self.chunk_size, remaining)
+                size, want = min(want, remaining), self.chunk_size
                 step = _run(reader.read, size)
                 data = await _settled(step)
                 remaining -= size

@@ -203,9 +203,10 @@ class S3Store(Store):
                 return
             if "Range" in args and "ContentRange" not in response:
                 raise StorageError("the S3 backend ignored the Range header")
-            body = response["Body"]
+            body, want = response["Body"], self.first_chunk_size
             while True:
-                step = self._step(_read_chunk, body, self.chunk_size, transform)
+                step = self._step(_read_chunk, body, want, transform)
+                want = self.chunk_size
                 data = await self._settled(step, key)
                 if data is None:
                     break

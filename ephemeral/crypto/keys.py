@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 import re
 
@@ -52,10 +51,6 @@ def unwrap(kek: bytes, blob: bytes, context: str) -> bytes:
         return AESGCM(kek).decrypt(blob[:12], blob[12:], context.encode())
     except (InvalidTag, ValueError) as exc:
         raise UnwrapError("wrapped key did not authenticate") from exc
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def digest(data: str) -> str:

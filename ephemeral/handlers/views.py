@@ -192,7 +192,7 @@ async def _granted(
         views_left = int(row or 0)
         max_left = max(0, int(lease_row.get("max_until", "0")) - int(time.time() * 1000)) // 1000
     caption = ""
-    if media["caption"]:
+    if media["caption"] and recipient_wrapped:  # a replayed lease may have ended meanwhile
         dek = kc.unwrap(recipient_key, kc.unb64(recipient_wrapped), kc.recipient_context(mid, rid))
         caption = kc.unwrap(dek, kc.unb64(media["caption"]), f"caption\x00{mid}").decode()
     response = json_response(
