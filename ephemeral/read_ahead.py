@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypeVar
 
@@ -26,10 +25,24 @@ async def read_ahead(source: AsyncIterator[T]) -> AsyncGenerator[T, None]:
             pending = asyncio.ensure_future(anext(source))
             yield item
     finally:
-        if not pending.done():
-            pending.cancel()
-        with contextlib.suppress(BaseException):
-            # Retrieved so a cancelled or failed read-ahead is never reported as unhandled.
-            await pending
+        cancelled = await _settle(pending)
         if hasattr(source, "aclose"):
             await source.aclose()
+        if cancelled:  # the caller was cancelled while the read in flight was stopping
+            raise asyncio.CancelledError
+
+
+async def _settle(pending: asyncio.Future[T]) -> bool:
+    """Stop the read in flight and wait until it has: the source cannot be closed while it
+    runs. Its outcome is dropped (and marked retrieved, so never reported as unhandled); a
+    cancellation of the caller that arrives meanwhile is returned, to be passed on after."""
+    pending.cancel()
+    cancelled = False
+    while not pending.done():
+        try:
+            await asyncio.wait([pending])
+        except asyncio.CancelledError:
+            cancelled = True
+    if not pending.cancelled():
+        pending.exception()
+    return cancelled

@@ -267,8 +267,15 @@ class _Reader:
         """Exactly n bytes (the caller never asks past the clamped range), transformed."""
         assert self.file is not None
         data = self.file.read(n) or b""
-        if len(data) != n:
-            raise StorageError(f"{self.key}: file shrank while being read")
+        if len(data) < n:  # POSIX allows short reads (network filesystems, signals)
+            parts, got = [data], len(data)
+            while got < n:
+                more = self.file.read(n - got)
+                if not more:
+                    raise StorageError(f"{self.key}: file shrank while being read")
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
         return self.transform(data) if self.transform else data
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -167,8 +168,12 @@ async def _av(
     sniffed = sniff(head)
     if sniffed is None:
         raise MediaRejected("invalid-media", "the upload is not a supported media file")
-    source = svc.vault.open_parts(parts, dek, 0, size)
-    async with normalise_av(source, sniffed, av_limits(svc.settings)) as out:
+    # aclosing: a box that stops reading early frees the file or S3 body (and the chunk read
+    # ahead) at once, not when the generator is collected.
+    async with (
+        contextlib.aclosing(svc.vault.open_parts(parts, dek, 0, size)) as source,
+        normalise_av(source, sniffed, av_limits(svc.settings)) as out,
+    ):
         sealed = await svc.vault.seal(out_key, dek, out.chunks)
         info = out.info
     return _published(

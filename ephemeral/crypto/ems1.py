@@ -225,6 +225,8 @@ class Opener:
 
     def _open_all(self, sealed: memoryview) -> bytearray:
         count = -(-len(sealed) // SEALED_SEGMENT)
+        if count and len(sealed) - (count - 1) * SEALED_SEGMENT < TAG:
+            raise CorruptObject("object truncated inside a tag")
         out = bytearray(len(sealed) - TAG * count)
         with memoryview(out) as target:
             for n in range(count):
@@ -251,10 +253,10 @@ async def open_range(
     decrypts it in the same thread (Store.get's transform), so this only trims."""
     remaining = length
 
-    def trim(opened: bytes | bytearray) -> bytearray:
+    def trim(plain: bytes | bytearray) -> bytearray:
         nonlocal skip, remaining
-        # Opener.update's own buffer; bytes only from a caller that decrypted some other way.
-        plain = opened if isinstance(opened, bytearray) else bytearray(opened)
+        if not isinstance(plain, bytearray):  # raw bytes: a store that skipped the transform
+            raise TypeError("open_range takes Opener.update's output, never stored bytes")
         if skip and plain:  # the first segment's output; a short read may have none yet
             del plain[:skip]  # O(1): CPython moves the start of a bytearray
             skip = 0

@@ -146,7 +146,6 @@ async def redeem(request: web.Request) -> web.Response:
     view_id = VIEW_PREFIX + mid[2:] + kc.random_id(16)
     lease = kc.lease_secret(opened.secret, view_id)
     recipient_key = kc.recipient_wrap_key(opened.secret, mid, rid)
-    lease_wrapped = kc.lease_wrapped_key(lease, view_id, recipient_key)
     result = await svc.views.redeem(
         mid,
         rid,
@@ -154,7 +153,7 @@ async def redeem(request: web.Request) -> web.Response:
         subject,
         view_id,
         kc.lease_verifier(lease, view_id),
-        lease_wrapped,
+        kc.lease_wrapped_key(lease, view_id, recipient_key),
         redeem_id,
         device,
     )
@@ -183,18 +182,19 @@ async def _granted(
     settings = svc.settings
     if status == 201:  # fresh: the script returned everything the viewer needs
         media, views_left, max_left = result.shown, result.views_left, result.lease_max_ms // 1000
-        recipient_wrapped = result.recipient_wrapped
+        recipient_wrapped, legacy_wrapped = result.recipient_wrapped, ""
     else:  # a retried redeem: read the live lease back
         lease_row = await svc.views.lease_state(mid, view_id)
         media = await svc.views.shown(mid)
-        recipient_wrapped = lease_row.get("dk", "")
+        recipient_wrapped, legacy_wrapped = lease_row.get("dk", ""), lease_row.get("wk", "")
         row = await typed.hget(svc.redis, svc.keys.recipient(mid, rid), "vl")
         views_left = int(row or 0)
         max_left = max(0, int(lease_row.get("max_until", "0")) - int(time.time() * 1000)) // 1000
     caption = ""
-    if media["caption"] and recipient_wrapped:  # a replayed lease may have ended meanwhile
-        dek = kc.unwrap(recipient_key, kc.unb64(recipient_wrapped), kc.recipient_context(mid, rid))
-        caption = kc.unwrap(dek, kc.unb64(media["caption"]), f"caption\x00{mid}").decode()
+    if media["caption"]:
+        dek = _dek(lease, view_id, mid, rid, recipient_key, recipient_wrapped, legacy_wrapped)
+        if dek:  # none when a replayed lease ended meanwhile
+            caption = kc.unwrap(dek, kc.unb64(media["caption"]), f"caption\x00{mid}").decode()
     response = json_response(
         {
             "view_id": view_id,
@@ -225,6 +225,26 @@ async def _granted(
         max_age=max_left,
     )
     return response
+
+
+def _dek(
+    lease: str,
+    view_id: str,
+    mid: str,
+    rid: str,
+    recipient_key: bytes,
+    recipient_wrapped: str,
+    legacy_wrapped: str,
+) -> bytes | None:
+    """The DEK, for the caption: through the recipient's wrapped copy in the lease row, or in a
+    row written before that format (a rolling upgrade) the DEK under the lease key."""
+    if recipient_wrapped:
+        context = kc.recipient_context(mid, rid)
+        return kc.unwrap(recipient_key, kc.unb64(recipient_wrapped), context)
+    if legacy_wrapped:
+        key = kc.lease_wrap_key(lease, view_id)
+        return kc.unwrap(key, kc.unb64(legacy_wrapped), kc.lease_context(view_id))
+    return None
 
 
 def _lease_target(request: web.Request) -> tuple[str, str, str]:

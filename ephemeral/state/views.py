@@ -45,7 +45,7 @@ SHOWN = ("kind", "mime", "size", "width", "height", "duration", "caption", "capt
 @dataclass(frozen=True)
 class LeaseGrant:
     outcome: str  # ok | not-found | ended | budget | busy
-    wrapped_key: str = ""  # the recipient's wrap key under the lease key
+    wrapped_key: str = ""  # a lease row from before 'rk': the DEK under the lease key
     object_key: str = ""
     header: str = ""
     size: int = 0
@@ -53,6 +53,7 @@ class LeaseGrant:
     remaining_ms: int = 0
     recipient_wrapped: str = ""  # the recipient's wrapped DEK
     recipient: str = ""
+    recipient_key: str = ""  # the recipient's wrap key under the lease key
 
 
 class ViewRepo:
@@ -203,6 +204,7 @@ class ViewRepo:
             int(result[6]),
             result[7],
             result[8],
+            result[9],
         )
 
     async def touch(

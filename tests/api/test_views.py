@@ -10,6 +10,8 @@ import jwt
 from aiohttp.test_utils import TestClient
 
 from ephemeral.config import Settings
+from ephemeral.crypto import keys as kc
+from ephemeral.web_keys import SERVICES
 from tests.api.helpers import lease_auth, member, problem, redeem, redeemed, status
 from tests.fixtures.core import JWT_KEY, auth, jpeg_bytes, upload, wait_state
 
@@ -272,3 +274,34 @@ async def test_the_byte_budget_ends_the_lease(
         assert response.status == 200
         assert len(await response.read()) == view["size"]
     await problem(await client.get(url, headers=lease_auth(view)), 410, "lease-ended")
+
+
+async def test_a_lease_row_of_the_previous_format_still_streams_and_shows_its_caption(
+    client: TestClient[Any, Any], settings: Settings
+) -> None:
+    """A rolling upgrade: a lease redeemed by a process of the release before this one holds
+    the DEK under the lease key in `wk` (no `rk`, no `dk`); this release still serves it."""
+    media_id, tokens = await ready_media(client, settings, caption="hi there", views=2)
+    redeem_id = "q" * 22
+    view = await redeemed(client, tokens["bob"], redeem_id=redeem_id)
+    svc = client.app[SERVICES]
+    _, secret = kc.parse_token(tokens["bob"]) or ("", b"")
+    rkey, lkey = svc.keys.recipient(media_id, "bob"), svc.keys.lease(media_id, view["view_id"])
+    recipient_wrapped = await svc.redis.hget(rkey, "wk")
+    dek = kc.unwrap(
+        kc.recipient_wrap_key(secret, media_id, "bob"),
+        kc.unb64(recipient_wrapped),
+        kc.recipient_context(media_id, "bob"),
+    )
+    lease_key = kc.lease_wrap_key(view["lease"], view["view_id"])
+    old_wk = kc.b64(kc.wrap(lease_key, dek, kc.lease_context(view["view_id"])))
+    await svc.redis.hset(lkey, "wk", old_wk)
+    await svc.redis.hdel(lkey, "rk", "dk")
+    url = f"/v1/views/{view['view_id']}/content"
+    whole = await client.get(url, headers=lease_auth(view))
+    data = await whole.read()
+    assert whole.status == 200 and len(data) == view["size"] and data[:2] == b"\xff\xd8"
+    again = await redeem(client, tokens["bob"], redeem_id=redeem_id)  # the replay path
+    assert again.status == 200 and (await again.json())["caption"] == "hi there"
+    await client.delete(f"/v1/views/{view['view_id']}", headers=lease_auth(view))
+    assert not {"wk", "rk", "dk"} & set(await svc.redis.hkeys(lkey))  # ended: no key left

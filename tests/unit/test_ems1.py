@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -104,6 +105,26 @@ async def test_any_range_decrypts_alone(size: int, bounds: tuple[float, float], 
         [chunk async for chunk in ems1.open_range(opener, located.skip, end - start, opened)]
     )
     assert out == data[start:end]
+
+
+def test_a_tail_cut_inside_a_tag_is_a_corrupt_object() -> None:
+    data = os.urandom(3 * 65536 + 10)
+    sealed = ems1.seal_bytes(KEY, data)
+    for cut in (20, 26 - 15):  # leaves 6 bytes, then 15: less than a tag of the last segment
+        with pytest.raises(ems1.CorruptObject):
+            ems1.open_bytes(KEY, sealed[:-cut])
+
+
+async def test_open_range_refuses_bytes_that_were_never_decrypted() -> None:
+    sealed = ems1.seal_bytes(KEY, b"secret")
+    opener = ems1.Opener(KEY, sealed[:32], 6, 0)
+
+    async def raw() -> AsyncIterator[bytes]:
+        yield sealed[32:]  # what a store that ignored the transform would give back
+
+    with pytest.raises(TypeError):
+        async for _ in ems1.open_range(opener, 0, 6, raw()):
+            pass
 
 
 def test_truncation_reordering_and_swapping_fail() -> None:

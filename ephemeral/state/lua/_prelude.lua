@@ -78,7 +78,7 @@ local function end_lease(mkey, rkey, timers, lprefix, view_id)
       redis.call('HSET', lkey, 'ended_at', tostring(ended_at))
       redis.call('PEXPIRE', lkey, 660000)  -- reports are accepted 10 minutes after the end
     end
-    redis.call('HDEL', lkey, 'wk', 'dk')
+    redis.call('HDEL', lkey, 'wk', 'rk', 'dk')
     redis.call('HSET', lkey, 'idle_until', '0', 'ended', '1')
   end
   redis.call('DEL', lkey .. ':streams')

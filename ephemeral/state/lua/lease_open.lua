@@ -5,7 +5,7 @@ local lease_vf, stream_id = ARGV[1], ARGV[2]
 local idle_ms, max_streams, stale_ms = num(ARGV[3]), num(ARGV[4]), num(ARGV[5])
 local now = now_ms()
 local l = redis.call('HMGET', lkey, 'lv', 'wk', 'idle_until', 'max_until', 'bytes', 'budget',
-  'dk', 'rid')
+  'dk', 'rid', 'rk')
 if not l[1] or l[1] ~= lease_vf then return {'not-found'} end
 if now >= num(l[3]) or now >= num(l[4]) then return {'ended'} end
 if num(l[5]) >= num(l[6]) then return {'budget'} end
@@ -21,4 +21,5 @@ local view_id = ARGV[6]
 redis.call('ZADD', timers, idle_until, 'ls:' .. view_id)
 local m = redis.call('HMGET', mkey, 'obj', 'hdr', 'size', 'mime', 'state')
 if m[5] ~= 'ready' then return {'ended'} end
-return {'ok', l[2], m[1], m[2], m[3], m[4], tostring(num(l[4]) - now), l[7] or '', l[8] or ''}
+return {'ok', l[2] or '', m[1], m[2], m[3], m[4], tostring(num(l[4]) - now), l[7] or '', l[8] or '',
+  l[9] or ''}

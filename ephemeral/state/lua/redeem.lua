@@ -2,8 +2,9 @@
 -- ARGV: verifier, sub, rid, lprefix, view_id, lease_verifier, lease_wk, redeem_id, device,
 --       lease_idle_ms, lease_floor_ms, lease_factor, budget_factor.
 -- lease_wk is the recipient's wrap key wrapped under the lease key; the lease row keeps it
--- beside a copy of the recipient's wrapped DEK ('dk'), so the caller needs no read of its own
--- before this script: the lease opens the wrap key, the wrap key opens the DEK.
+-- ('rk') beside a copy of the recipient's wrapped DEK ('dk'), so the caller needs no read of
+-- its own before this script: the lease opens the wrap key, the wrap key opens the DEK. (Rows
+-- written before this format hold the DEK under the lease key in 'wk'.)
 local mkey, rkey, timers, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local verifier, sub, rid, lprefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local view_id, lease_vf, lease_wk, redeem_id, device = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -64,7 +65,7 @@ end_lease(mkey, rkey, timers, lprefix, r0[1])
 local size = num(m[3])
 local max_ms = math.max(floor_ms, math.floor(factor * num(m[4]) * 1000))
 local lkey = lprefix .. view_id
-redis.call('HSET', lkey, 'rid', rid, 'lv', lease_vf, 'wk', lease_wk, 'dk', dk,
+redis.call('HSET', lkey, 'rid', rid, 'lv', lease_vf, 'rk', lease_wk, 'dk', dk,
   'idle_until', tostring(now + idle_ms), 'max_until', tostring(now + max_ms),
   'bytes', '0', 'budget', tostring(budget_factor * size), 'started', tostring(now))
 redis.call('PEXPIREAT', lkey, now + max_ms + 660000)  -- + the 10-minute report window
