@@ -6,7 +6,7 @@ import base64
 import hashlib
 import os
 import re
-from typing import Protocol
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -121,25 +121,27 @@ def lease_wrapped_key(lease: str, view_id: str, recipient_key: bytes) -> str:
     return b64(wrap(lease_wrap_key(lease, view_id), recipient_key, lease_context(view_id)))
 
 
+@dataclass(frozen=True)
+class LeaseKeys:
+    """The wrapped keys a lease row holds, as read back for a stream or a replayed redeem."""
+
+    recipient: str = ""
+    recipient_key: str = ""  # 'rk': the recipient's wrap key under the lease key
+    recipient_wrapped: str = ""  # 'dk': a copy of the recipient's wrapped DEK
+    legacy: str = ""  # 'wk', in rows of the earlier format: the DEK under the lease key
+
+    @property
+    def present(self) -> bool:
+        """False once the lease has ended: its keys are deleted then."""
+        return bool(self.recipient_key or self.legacy)
+
+
 def lease_dek(lease: str, view_id: str, media_id: str, row: LeaseKeys) -> bytes:
     """The DEK a lease opens: the lease key opens the recipient's wrap key, which opens it.
     A row written before that format (a rolling upgrade) holds the DEK under the lease key."""
     lease_key = lease_wrap_key(lease, view_id)
     if not row.recipient_key:
-        return unwrap(lease_key, unb64(row.wrapped_key), lease_context(view_id))
+        return unwrap(lease_key, unb64(row.legacy), lease_context(view_id))
     recipient_key = unwrap(lease_key, unb64(row.recipient_key), lease_context(view_id))
     context = recipient_context(media_id, row.recipient)
     return unwrap(recipient_key, unb64(row.recipient_wrapped), context)
-
-
-class LeaseKeys(Protocol):
-    """What a lease row holds of keys (state.views.LeaseGrant)."""
-
-    @property
-    def wrapped_key(self) -> str: ...
-    @property
-    def recipient_key(self) -> str: ...
-    @property
-    def recipient_wrapped(self) -> str: ...
-    @property
-    def recipient(self) -> str: ...

@@ -132,7 +132,7 @@ async def _serve(
         await response.prepare(request)
         return response
 
-    dek = kc.lease_dek(lease, view_id, media_id, grant)
+    dek = kc.lease_dek(lease, view_id, media_id, grant.keys)
     plaintext = svc.vault.open(grant.object_key, grant.header, dek, size, start, end)
     async with contextlib.aclosing(plaintext) as chunks:
         first = await anext(chunks)  # a corrupt or missing object fails before any header

@@ -146,6 +146,7 @@ async def redeem(request: web.Request) -> web.Response:
     view_id = VIEW_PREFIX + mid[2:] + kc.random_id(16)
     lease = kc.lease_secret(opened.secret, view_id)
     recipient_key = kc.recipient_wrap_key(opened.secret, mid, rid)
+    lease_wrapped = kc.lease_wrapped_key(lease, view_id, recipient_key)
     result = await svc.views.redeem(
         mid,
         rid,
@@ -153,7 +154,7 @@ async def redeem(request: web.Request) -> web.Response:
         subject,
         view_id,
         kc.lease_verifier(lease, view_id),
-        kc.lease_wrapped_key(lease, view_id, recipient_key),
+        lease_wrapped,
         redeem_id,
         device,
     )
@@ -161,10 +162,11 @@ async def redeem(request: web.Request) -> web.Response:
         if not await confirm(svc.redis, svc.settings.redis.durability):
             raise unavailable("the redemption could not be confirmed durable; no lease given")
         metrics.observe_view(result.shown.get("kind", ""))
-        return await _granted(request, svc, opened, recipient_key, result, lease, 201)
+        keys = kc.LeaseKeys(rid, lease_wrapped, result.recipient_wrapped)
+        return await _granted(request, svc, opened, result, lease, 201, keys)
     if result.outcome == "replayed":
         lease = kc.lease_secret(opened.secret, result.view_id)
-        return await _granted(request, svc, opened, recipient_key, result, lease, status=200)
+        return await _granted(request, svc, opened, result, lease, 200)
     extra = {"opened_at": iso(result.opened_at)} if result.opened_at else None
     raise _refusal(result.outcome, extra)
 
@@ -173,28 +175,26 @@ async def _granted(
     request: web.Request,
     svc: Services,
     opened: Opened,
-    recipient_key: bytes,
     result: Redeemed,
     lease: str,
     status: int,
+    keys: kc.LeaseKeys | None = None,
 ) -> web.Response:
     mid, rid, view_id = opened.media_id, opened.recipient, result.view_id
     settings = svc.settings
     if status == 201:  # fresh: the script returned everything the viewer needs
         media, views_left, max_left = result.shown, result.views_left, result.lease_max_ms // 1000
-        recipient_wrapped, legacy_wrapped = result.recipient_wrapped, ""
     else:  # a retried redeem: read the live lease back
         lease_row = await svc.views.lease_state(mid, view_id)
         media = await svc.views.shown(mid)
-        recipient_wrapped, legacy_wrapped = lease_row.get("dk", ""), lease_row.get("wk", "")
+        keys = svc.views.lease_keys(lease_row)
         row = await typed.hget(svc.redis, svc.keys.recipient(mid, rid), "vl")
         views_left = int(row or 0)
         max_left = max(0, int(lease_row.get("max_until", "0")) - int(time.time() * 1000)) // 1000
     caption = ""
-    if media["caption"]:
-        dek = _dek(lease, view_id, mid, rid, recipient_key, recipient_wrapped, legacy_wrapped)
-        if dek:  # none when a replayed lease ended meanwhile
-            caption = kc.unwrap(dek, kc.unb64(media["caption"]), f"caption\x00{mid}").decode()
+    if media["caption"] and keys is not None and keys.present:  # a replay's lease may have ended
+        dek = kc.lease_dek(lease, view_id, mid, keys)
+        caption = kc.unwrap(dek, kc.unb64(media["caption"]), f"caption\x00{mid}").decode()
     response = json_response(
         {
             "view_id": view_id,
@@ -225,26 +225,6 @@ async def _granted(
         max_age=max_left,
     )
     return response
-
-
-def _dek(
-    lease: str,
-    view_id: str,
-    mid: str,
-    rid: str,
-    recipient_key: bytes,
-    recipient_wrapped: str,
-    legacy_wrapped: str,
-) -> bytes | None:
-    """The DEK, for the caption: through the recipient's wrapped copy in the lease row, or in a
-    row written before that format (a rolling upgrade) the DEK under the lease key."""
-    if recipient_wrapped:
-        context = kc.recipient_context(mid, rid)
-        return kc.unwrap(recipient_key, kc.unb64(recipient_wrapped), context)
-    if legacy_wrapped:
-        key = kc.lease_wrap_key(lease, view_id)
-        return kc.unwrap(key, kc.unb64(legacy_wrapped), kc.lease_context(view_id))
-    return None
 
 
 def _lease_target(request: web.Request) -> tuple[str, str, str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from ephemeral.config import LeaseSettings
+from ephemeral.crypto.keys import LeaseKeys
 from ephemeral.state import typed
 from ephemeral.state.keys import Keys
 from ephemeral.state.media import MediaRepo
@@ -45,15 +46,12 @@ SHOWN = ("kind", "mime", "size", "width", "height", "duration", "caption", "capt
 @dataclass(frozen=True)
 class LeaseGrant:
     outcome: str  # ok | not-found | ended | budget | busy
-    wrapped_key: str = ""  # a lease row from before 'rk': the DEK under the lease key
+    keys: LeaseKeys = field(default_factory=LeaseKeys)
     object_key: str = ""
     header: str = ""
     size: int = 0
     mime: str = ""
     remaining_ms: int = 0
-    recipient_wrapped: str = ""  # the recipient's wrapped DEK
-    recipient: str = ""
-    recipient_key: str = ""  # the recipient's wrap key under the lease key
 
 
 class ViewRepo:
@@ -171,6 +169,13 @@ class ViewRepo:
     async def lease_state(self, media_id: str, view_id: str) -> dict[str, str]:
         return await typed.hgetall(self.redis, self.keys.lease(media_id, view_id))
 
+    @staticmethod
+    def lease_keys(row: dict[str, str]) -> LeaseKeys:
+        """The keys of a lease row read with lease_state."""
+        return LeaseKeys(
+            row.get("rid", ""), row.get("rk", ""), row.get("dk", ""), row.get("wk", "")
+        )
+
     async def open_stream(
         self, media_id: str, view_id: str, lease_verifier: str, stream_id: str
     ) -> LeaseGrant:
@@ -194,17 +199,9 @@ class ViewRepo:
         )
         if result[0] != "ok":
             return LeaseGrant(result[0])
+        keys = LeaseKeys(result[8], result[9], result[7], result[1])
         return LeaseGrant(
-            "ok",
-            result[1],
-            result[2],
-            result[3],
-            int(result[4]),
-            result[5],
-            int(result[6]),
-            result[7],
-            result[8],
-            result[9],
+            "ok", keys, result[2], result[3], int(result[4]), result[5], int(result[6])
         )
 
     async def touch(
