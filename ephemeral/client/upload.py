@@ -40,7 +40,9 @@ class FilePayload(AsyncIterablePayload):
         return self._total
 
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
-        handle: IO[bytes] = await asyncio.to_thread(open, self._path, "rb")
+        # Opened here, not in a thread: a writer cancelled while a threaded open was in flight
+        # (the service refused from the first bytes) lost the handle, left to the collector.
+        handle: IO[bytes] = open(self._path, "rb")  # noqa: ASYNC230 - a local file, at once
         self._handle = handle
         sent = 0
         try:
